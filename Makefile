@@ -1,0 +1,44 @@
+# Two commands matter: `make run` (install what is missing, run the pipeline) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+US := $(VENV)/bin/userstream
+PYTHON ?= python3
+
+.PHONY: setup install run up down status test test-unit lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+install: setup
+	$(US) install
+
+run: install
+	$(US) up
+
+up: install
+	$(US) up
+
+down:
+	$(US) down
+
+status:
+	$(US) status
+
+lint: setup
+	$(VENV)/bin/ruff check src tests dags
+	$(VENV)/bin/mypy
+
+test-unit: setup
+	$(VENV)/bin/pytest tests/unit -q
+
+test: install lint
+	$(VENV)/bin/pytest tests -q
+
+clean:
+	-$(US) down
+	rm -rf .userstream .userstream-test

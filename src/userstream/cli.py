@@ -1,0 +1,133 @@
+"""The `userstream` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from userstream.config import get_settings
+from userstream.errors import UserstreamError
+
+console = Console(stderr=True)
+app = typer.Typer(
+    help="userstream: random-user API -> Airflow -> Postgres -> Debezium/Kafka -> Spark -> Cassandra.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ServicesArg = Annotated[
+    list[str] | None, typer.Argument(help="services to act on (default: all, with their dependencies)")
+]
+
+
+class ConsoleReporter:
+    """Progress lines for long steps."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def step(self, message: str) -> None:
+        console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {message}")
+
+
+def _stack(names: list[str] | None = None):  # type: ignore[no-untyped-def]
+    from userstream.runtime.stack import Stack
+
+    return Stack(get_settings(), names or None)
+
+
+@app.command()
+def install(services: ServicesArg = None) -> None:
+    """Fetch everything the local services need (jars, Postgres); idempotent."""
+    reporter = ConsoleReporter()
+    timings = _stack(services).install(reporter)
+    for name, secs in timings.items():
+        console.print(f"  {name:<10} ready ({secs:.1f}s)")
+
+
+@app.command()
+def up(services: ServicesArg = None) -> None:
+    """Install what is missing and start the services in dependency order; harmless when already up."""
+    reporter = ConsoleReporter()
+    stack = _stack(services)
+
+    def healthy(name: str, elapsed: float) -> None:
+        console.print(f"[green]✓[/green] {name} healthy at {elapsed:.1f}s")
+
+    timings = stack.up(reporter, on_healthy=healthy)
+    console.print(f"[bold]stack up in {timings['total']:.1f}s[/bold]")
+    for st in stack.status():
+        for label, url in st.urls.items():
+            console.print(f"  {st.name:<10} {label:<14} {url}")
+
+
+@app.command()
+def down(services: ServicesArg = None) -> None:
+    """Stop the services gracefully; all data is kept."""
+    _stack(services).down(ConsoleReporter())
+    console.print("stopped")
+
+
+@app.command()
+def status(
+    services: ServicesArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show each service: running, healthy, endpoints."""
+    statuses = _stack(services).status()
+    if as_json:
+        payload = [
+            {
+                "name": s.name,
+                "external": s.external,
+                "running": s.running,
+                "healthy": s.health.healthy,
+                "detail": s.health.detail,
+                "urls": s.urls,
+            }
+            for s in statuses
+        ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    table = Table("service", "state", "health", "endpoints")
+    for s in statuses:
+        state = "external" if s.external else ("running" if s.running else "stopped")
+        health = f"[green]healthy[/green] {s.health.detail}" if s.health.healthy else f"[red]down[/red] {s.health.detail}"
+        table.add_row(s.name, state, health, "\n".join(s.urls.values()))
+    Console().print(table)
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="service name")],
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 100,
+) -> None:
+    """Print (or follow) a service's log files."""
+    stack = _stack([service])
+    files = [str(p) for p in stack.services[service].log_files() if p.exists()]
+    if not files:
+        raise UserstreamError(f"{service} has no log yet", fix=f"start it with `userstream up {service}`")
+    subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserstreamError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The one settings object. Every field is read from ``USERSTREAM_<FIELD NAME>``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from userstream.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Pipeline configuration; frozen so every stage sees the same values.
+
+    An endpoint field left at ``None`` means "we run that service locally";
+    set it (e.g. ``USERSTREAM_KAFKA_BOOTSTRAP=broker:9092``) and the service is used, not started.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="USERSTREAM_", frozen=True, extra="ignore")
+
+    # --- where state lives ---------------------------------------------------------------
+    data_dir: Path = Field(Path(".userstream"), description="All local state: lib/, data/, logs/, ...")
+    bind_host: str = "127.0.0.1"
+
+    # --- source --------------------------------------------------------------------------
+    source_url: str = "https://randomuser.me/api/"
+    source_port: int = 8765
+    source_seed: str = "userstream"
+    source_page_size: int = Field(5000, ge=1, le=5000)
+    source_timeout_s: float = 10.0
+    source_retries: int = 6
+
+    # --- PostgreSQL ----------------------------------------------------------------------
+    postgres_dsn: str | None = None
+    postgres_port: int = 5432
+    postgres_user: str = "userstream"
+    postgres_password: str = "userstream"
+    postgres_db: str = "userstream"
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_bootstrap: str | None = None
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    users_topic: str = "users.raw"
+    dlq_topic: str = "users.dlq"
+    topic_partitions: int = 2
+    topic_retention_ms: int = 7 * 24 * 3600 * 1000
+
+    # --- Kafka Connect + Debezium ----------------------------------------------------------
+    connect_url: str | None = None
+    connect_port: int = 8083
+    connect_heap: str = "512m"
+
+    # --- schema registry (Apicurio, Confluent-compatible API) -------------------------------
+    registry_url: str | None = None
+    registry_port: int = 8081
+    registry_heap: str = "384m"
+
+    # --- Cassandra -----------------------------------------------------------------------
+    cassandra_contact_points: str | None = None
+    cassandra_port: int = 9042
+    cassandra_storage_port: int = 7000
+    cassandra_heap: str = "1G"
+    cassandra_keyspace: str = "spark_streams"
+    cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+
+    # --- Spark ---------------------------------------------------------------------------
+    spark_master_url: str | None = None
+    spark_master_port: int = 7077
+    spark_master_ui_port: int = 8090
+    spark_worker_ui_port: int = 8091
+    spark_worker_cores: int = 2
+    spark_worker_memory: str = "2g"
+    spark_trigger_interval: str = "2 seconds"
+    spark_max_offsets_per_trigger: int = 200_000
+
+    # --- Airflow -------------------------------------------------------------------------
+    airflow_url: str | None = None
+    airflow_port: int = 8080
+    airflow_parallelism: int = Field(4, ge=1, le=4)
+    airflow_admin_password: str = "admin"
+
+    # --- ingest --------------------------------------------------------------------------
+    ingest_rate: float = Field(1000.0, gt=0, description="records per second")
+    ingest_window_s: float = Field(60.0, gt=0, description="length of one users_ingest DAG run")
+
+    # --- monitor -------------------------------------------------------------------------
+    dashboard_port: int = 8000
+    dashboard_token: str | None = None
+
+    # --- derived paths -------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def lib_dir(self) -> Path:
+        return self.root / "lib"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    # --- derived endpoints ----------------------------------------------------------------
+    @property
+    def postgres_conninfo(self) -> str:
+        if self.postgres_dsn:
+            return self.postgres_dsn
+        return (
+            f"host={self.bind_host} port={self.postgres_port} dbname={self.postgres_db} "
+            f"user={self.postgres_user} password={self.postgres_password}"
+        )
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"
+
+    @property
+    def connect_endpoint(self) -> str:
+        return self.connect_url or f"http://{self.bind_host}:{self.connect_port}"
+
+    @property
+    def registry_endpoint(self) -> str:
+        """Base URL of the Confluent-compatible API."""
+        return self.registry_url or f"http://{self.bind_host}:{self.registry_port}/apis/ccompat/v7"
+
+    @property
+    def cassandra_hosts(self) -> list[str]:
+        if self.cassandra_contact_points:
+            return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
+        return [self.bind_host]
+
+    @property
+    def spark_master(self) -> str:
+        return self.spark_master_url or f"spark://{self.bind_host}:{self.spark_master_port}"
+
+    @property
+    def airflow_endpoint(self) -> str:
+        return self.airflow_url or f"http://{self.bind_host}:{self.airflow_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, with a fix-it message instead of a pydantic traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            lines.append(f"USERSTREAM_{field.upper()}: {err['msg']}")
+        raise ConfigError(
+            "invalid settings:\n  " + "\n  ".join(lines),
+            fix="correct or unset the environment variables named above",
+        ) from exc

@@ -1,0 +1,175 @@
+"""PostgreSQL 15: our own cluster under the data dir, logical WAL for Debezium, password auth."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from userstream.errors import InstallError, ServiceError
+from userstream.runtime.base import Health, Reporter, Service
+from userstream.runtime.process import Program
+
+# Databases the stack needs besides the pipeline's own: Airflow's metadata, the registry's storage.
+EXTRA_DATABASES = ("airflow", "registry")
+
+
+def _find_bin_dir() -> Path | None:
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(os.path.realpath(on_path)).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
+    return Path(candidates[0]).parent if candidates else None
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+class PostgresService(Service):
+    name = "postgres"
+    start_timeout_s = 60.0
+
+    @property
+    def external(self) -> bool:
+        return self.settings.postgres_dsn is not None
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.postgres_port]
+
+    @property
+    def bin_dir(self) -> Path:
+        found = _find_bin_dir()
+        if found is None:
+            raise InstallError(
+                "PostgreSQL server binaries (pg_ctl, postgres, initdb) were not found",
+                fix="run `userstream install` as root on Debian, or `apt-get install postgresql`",
+            )
+        return found
+
+    @property
+    def os_user(self) -> str | None:
+        """initdb refuses to run as root, so root runs the cluster as the `postgres` account."""
+        return "postgres" if _as_root() else None
+
+    def install(self, reporter: Reporter) -> None:
+        if _find_bin_dir() is not None:
+            return
+        if not (_as_root() and shutil.which("apt-get")):
+            raise InstallError(
+                "PostgreSQL server binaries were not found",
+                fix="install PostgreSQL 15 (`apt-get install postgresql`) or set USERSTREAM_POSTGRES_DSN",
+            )
+        reporter.step("postgres: apt-get install postgresql")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True)
+        proc = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "postgresql"], env=env, capture_output=True, text=True
+        )
+        if proc.returncode != 0 or _find_bin_dir() is None:
+            raise InstallError(f"apt-get install postgresql failed:\n{proc.stderr[-2000:]}")
+
+    def _run_as_owner(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        if self.os_user:
+            argv = ["runuser", "-u", self.os_user, "--", *argv]
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    def _make_traversable(self, path: Path) -> None:
+        """The postgres account must reach the data dir: add search (x) permission on the way."""
+        if not self.os_user:
+            return
+        for parent in [path, *path.parents]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+
+    def prepare(self) -> None:
+        data = self.data_path
+        if (data / "PG_VERSION").exists():
+            return
+        data.mkdir(parents=True, exist_ok=True)
+        self._make_traversable(data.parent)
+        pwfile = self.settings.run_dir / "pg.pw"
+        pwfile.parent.mkdir(parents=True, exist_ok=True)
+        pwfile.write_text(self.settings.postgres_password + "\n")
+        if self.os_user:
+            pw = pwd.getpwnam(self.os_user)
+            os.chown(data, pw.pw_uid, pw.pw_gid)
+            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        data.chmod(0o700)
+        proc = self._run_as_owner(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                self.settings.postgres_user,
+                f"--pwfile={pwfile}",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
+        )
+        pwfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise ServiceError(f"initdb failed:\n{proc.stderr[-2000:]}")
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# userstream\n"
+                f"listen_addresses = '{self.settings.bind_host}'\n"
+                f"port = {self.settings.postgres_port}\n"
+                "unix_socket_directories = ''\n"
+                "wal_level = logical\n"
+                "max_wal_senders = 10\n"
+                "max_replication_slots = 10\n"
+                "max_connections = 200\n"
+                "shared_buffers = 256MB\n"
+                "logging_collector = off\n"
+            )
+
+    def programs(self) -> list[Program]:
+        return [
+            Program(
+                name="postgres",
+                command=[str(self.bin_dir / "postgres"), "-D", str(self.data_path)],
+                user=self.os_user,
+                stop_signal="INT",  # "fast" shutdown: roll back clients, checkpoint, exit
+                stop_wait_s=60,
+            )
+        ]
+
+    def _connect(self, dbname: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
+        conninfo = self.settings.postgres_conninfo
+        kwargs: dict[str, object] = {"connect_timeout": 2, "autocommit": True}
+        if dbname:
+            kwargs["dbname"] = dbname
+        return psycopg.connect(conninfo, **kwargs)  # type: ignore[arg-type]
+
+    def health(self) -> Health:
+        try:
+            with self._connect("postgres") as conn:
+                row = conn.execute("SHOW server_version").fetchone()
+        except psycopg.Error as exc:
+            return Health(False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return Health(True, f"PostgreSQL {row[0] if row else '?'}")
+
+    def after_start(self) -> None:
+        if self.external:
+            return
+        with self._connect("postgres") as conn:
+            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+            for db in (self.settings.postgres_db, *EXTRA_DATABASES):
+                if db not in existing:
+                    conn.execute(f'CREATE DATABASE "{db}"')
+
+    def urls(self) -> dict[str, str]:
+        s = self.settings
+        return {"postgres": f"postgresql://{s.postgres_user}@{s.bind_host}:{s.postgres_port}/{s.postgres_db}"}
