@@ -99,7 +99,8 @@ def status(
     table = Table("service", "state", "health", "endpoints")
     for s in statuses:
         state = "external" if s.external else ("running" if s.running else "stopped")
-        health = f"[green]healthy[/green] {s.health.detail}" if s.health.healthy else f"[red]down[/red] {s.health.detail}"
+        mark = "[green]healthy[/green]" if s.health.healthy else "[red]down[/red]"
+        health = f"{mark} {s.health.detail}"
         table.add_row(s.name, state, health, "\n".join(s.urls.values()))
     Console().print(table)
 

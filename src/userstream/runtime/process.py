@@ -6,6 +6,7 @@ supervisor program sections and drives supervisord over its XML-RPC unix socket.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shlex
@@ -36,6 +37,10 @@ class Program:
     stop_signal: str = "TERM"
     stop_wait_s: int = 60
     start_secs: int = 2
+
+
+def _esc(value: str) -> str:
+    return value.replace("%", "%%").replace('"', '\\"')
 
 
 def _minfds() -> int:
@@ -117,10 +122,8 @@ class ProcessManager:
 
     def shutdown_daemon(self) -> None:
         if self.daemon_running():
-            try:
+            with contextlib.suppress(OSError, xmlrpc.client.Fault):
                 self._rpc().supervisor.shutdown()
-            except (OSError, xmlrpc.client.Fault):
-                pass
             deadline = time.monotonic() + 120
             while self.socket.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -130,10 +133,11 @@ class ProcessManager:
         return self.settings.log_dir / f"{program}.log"
 
     def _write_program(self, program: Program) -> None:
-        env = ",".join(f'{k}="{v}"' for k, v in program.env.items())
+        # supervisor expands %(name)s in its values: a literal % must be doubled
+        env = ",".join(f'{k}="{_esc(v)}"' for k, v in program.env.items())
         lines = [
             f"[program:{program.name}]",
-            f"command={shlex.join(program.command)}",
+            f"command={shlex.join(program.command).replace('%', '%%')}",
             f"directory={program.cwd or self.settings.root}",
             "autostart=false",
             "autorestart=unexpected",
@@ -174,7 +178,7 @@ class ProcessManager:
         self.ensure_daemon()
         self._write_program(program)
         rpc = self._rpc()
-        added, changed, removed = rpc.supervisor.reloadConfig()[0]
+        added, changed, _removed = rpc.supervisor.reloadConfig()[0]
         for group in changed:
             if group == program.name:
                 rpc.supervisor.stopProcessGroup(group)

@@ -27,8 +27,7 @@ SERVICE_CLASSES: dict[str, str] = {
 
 def load_service_class(name: str) -> type[Service]:
     module_name, class_name = SERVICE_CLASSES[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    assert issubclass(cls, Service)
+    cls: type[Service] = getattr(importlib.import_module(module_name), class_name)
     return cls
 
 

@@ -1,0 +1,151 @@
+"""Airflow 3: api-server, scheduler, dag-processor and triggerer, metadata DB in our Postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from userstream.errors import ServiceError
+from userstream.runtime.base import PROJECT_ROOT, Health, Service
+from userstream.runtime.process import Program
+
+DAGS_DIR = PROJECT_ROOT / "dags"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN_USER = "admin"
+
+
+def airflow_bin() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+class AirflowService(Service):
+    name = "airflow"
+    depends_on = ("postgres",)
+    start_timeout_s = 180.0
+
+    @property
+    def external(self) -> bool:
+        return self.settings.airflow_url is not None
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.airflow_port]
+
+    @property
+    def home(self) -> Path:
+        return self.data_path
+
+    def _secret(self, name: str) -> str:
+        """A random secret generated once and kept under the data dir (all components must agree)."""
+        path = self.settings.root / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def _metadata_url(self) -> str:
+        s = self.settings
+        if s.postgres_dsn:
+            raise ServiceError(
+                "a local Airflow needs a local Postgres for its metadata DB",
+                fix="also set USERSTREAM_AIRFLOW_URL to use an external Airflow, or unset USERSTREAM_POSTGRES_DSN",
+            )
+        return f"postgresql+psycopg://{s.postgres_user}:{s.postgres_password}@{s.bind_host}:{s.postgres_port}/airflow"
+
+    def environment(self) -> dict[str, str]:
+        """Airflow config by environment, plus the USERSTREAM_* settings so DAG tasks see the same Settings."""
+        s = self.settings
+        api = f"http://{s.bind_host}:{s.airflow_port}"
+        env = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(s.airflow_parallelism),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            "AIRFLOW__CORE__FERNET_KEY": "",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._metadata_url(),
+            # psycopg 3 also serves the async engine, so asyncpg is not needed
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": self._metadata_url().replace(
+                "+psycopg://", "+psycopg_async://"
+            ),
+            "AIRFLOW__API__HOST": s.bind_host,
+            "AIRFLOW__API__PORT": str(s.airflow_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__BASE_URL": api,
+            "AIRFLOW__API__SECRET_KEY": self._secret("airflow_api_secret_key"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("airflow_jwt_secret"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.settings.log_dir / "airflow"),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "USERSTREAM_DATA_DIR": str(self.settings.root),
+        }
+        env.update({k: v for k, v in os.environ.items() if k.startswith("USERSTREAM_") and k not in env})
+        return env
+
+    def _write_passwords(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        path = self.home / "passwords.json"
+        wanted = {ADMIN_USER: self.settings.airflow_admin_password}
+        if not path.exists() or json.loads(path.read_text() or "{}") != wanted:
+            path.write_text(json.dumps(wanted))
+
+    def prepare(self) -> None:
+        self._write_passwords()
+        stamp = self.home / ".db-migrated"
+        version = subprocess.run([airflow_bin(), "version"], capture_output=True, text=True).stdout.strip()
+        if stamp.exists() and stamp.read_text() == version:
+            return
+        proc = subprocess.run(
+            [airflow_bin(), "db", "migrate"],
+            env={**os.environ, **self.environment()},
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise ServiceError(
+                f"airflow db migrate failed:\n{(proc.stdout + proc.stderr)[-2000:]}",
+                fix="check that postgres is healthy (`userstream status`)",
+            )
+        stamp.write_text(version)
+
+    def programs(self) -> list[Program]:
+        env = self.environment()
+        return [
+            Program(name=f"airflow-{c}", command=[airflow_bin(), c], env=env, cwd=self.home, stop_wait_s=30)
+            for c in COMPONENTS
+        ]
+
+    def health(self) -> Health:
+        try:
+            resp = httpx.get(f"{self.settings.airflow_endpoint}/api/v2/monitor/health", timeout=3)
+            body = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return Health(False, type(exc).__name__)
+        parts = {k: v.get("status") for k, v in body.items() if isinstance(v, dict)}
+        bad = [k for k, v in parts.items() if v != "healthy"]
+        return Health(not bad, "all components healthy" if not bad else f"not healthy: {', '.join(bad)}")
+
+    def token(self) -> str:
+        """A JWT for the REST API (SimpleAuthManager's /auth/token)."""
+        resp = httpx.post(
+            f"{self.settings.airflow_endpoint}/auth/token",
+            json={"username": ADMIN_USER, "password": self.settings.airflow_admin_password},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
+
+    def urls(self) -> dict[str, str]:
+        return {"Airflow UI": f"{self.settings.airflow_endpoint}  (user {ADMIN_USER})"}
