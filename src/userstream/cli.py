@@ -22,6 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+bench_app = typer.Typer(help="Benchmarks that print their figures (and targets) for each stage.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="services to act on (default: all, with their dependencies)")
 ]
@@ -117,6 +120,32 @@ def logs(
     if not files:
         raise UserstreamError(f"{service} has no log yet", fix=f"start it with `userstream up {service}`")
     subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
+
+
+@bench_app.command("stack")
+def bench_stack_cmd(
+    idle_s: Annotated[float, typer.Option(help="seconds to let the stack settle before sampling memory")] = 20.0,
+    json_out: Annotated[str | None, typer.Option("--json", help="also write the figures to this file")] = None,
+) -> None:
+    """Stop the stack, start it, and report seconds-to-healthy per service and idle memory (PSS)."""
+    from userstream.runtime.bench import bench_stack
+
+    result = bench_stack(get_settings(), idle_s=idle_s)
+    table = Table("service", "healthy after (s)", "idle PSS (MiB)")
+    for name, secs in result.seconds_to_healthy.items():
+        if name != "total":
+            table.add_row(name, f"{secs:.1f}", f"{result.pss_mib.get(name, 0):.0f}")
+    table.add_row("[bold]total[/bold]", f"{result.seconds_to_healthy['total']:.1f}", f"{result.total_pss_mib:.0f}")
+    Console().print(table)
+    total_s, total_gib = result.seconds_to_healthy["total"], result.total_pss_mib / 1024
+    Console().print(
+        f"all healthy in {total_s:.1f}s (target <= 90s, ratio {total_s / 90:.2f}); "
+        f"stack memory {total_gib:.2f} GiB (target <= 6 GiB, ratio {total_gib / 6:.2f})"
+    )
+    if json_out:
+        payload = {"seconds_to_healthy": result.seconds_to_healthy, "pss_mib": result.pss_mib}
+        with open(json_out, "w") as fh:
+            json.dump(payload, fh, indent=2)
 
 
 def main() -> None:

@@ -1,0 +1,56 @@
+-- Landing zone of the pipeline. Applied idempotently by `apply_postgres_schema`.
+CREATE SCHEMA IF NOT EXISTS staging;
+
+-- One row per user, keyed by login.uuid so replays of a seed/page never land twice.
+CREATE TABLE IF NOT EXISTS staging.users (
+    id              uuid PRIMARY KEY,
+    first_name      text        NOT NULL,
+    last_name       text        NOT NULL,
+    gender          text        NOT NULL,
+    address         text        NOT NULL,
+    post_code       text        NOT NULL,
+    email           text        NOT NULL,
+    username        text        NOT NULL,
+    dob             timestamptz NOT NULL,
+    registered_date timestamptz NOT NULL,
+    phone           text        NOT NULL,
+    picture         text        NOT NULL,
+    nat             text        NOT NULL,
+    fetched_at      timestamptz NOT NULL,
+    landed_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    raw             jsonb       NOT NULL
+);
+
+-- Records that failed validation: kept with the reason, never dropped.
+CREATE TABLE IF NOT EXISTS staging.rejected (
+    rejected_id bigserial   PRIMARY KEY,
+    reason      text        NOT NULL,
+    raw         text        NOT NULL,
+    source      text        NOT NULL DEFAULT '',
+    rejected_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- One row per ingest run; the seed/page cursor lets the next run continue the sequence.
+CREATE TABLE IF NOT EXISTS staging.ingest_runs (
+    run_id      bigserial   PRIMARY KEY,
+    seed        text        NOT NULL,
+    first_page  integer     NOT NULL,
+    last_page   integer,
+    requested   bigint      NOT NULL DEFAULT 0,
+    landed      bigint      NOT NULL DEFAULT 0,
+    duplicates  bigint      NOT NULL DEFAULT 0,
+    rejected    bigint      NOT NULL DEFAULT 0,
+    status      text        NOT NULL DEFAULT 'running',
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS ingest_runs_seed ON staging.ingest_runs (seed, last_page);
+
+-- Debezium reads changes of staging.users only, through this publication (pgoutput).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'userstream_users') THEN
+        CREATE PUBLICATION userstream_users FOR TABLE staging.users WITH (publish = 'insert, update');
+    END IF;
+END
+$$;
