@@ -58,12 +58,15 @@ class Settings(BaseSettings):
     registry_url: str | None = None
     registry_port: int = 8081
     registry_heap: str = "384m"
+    # Quarkus serves health/metrics on a separate management port (build-time enabled in Apicurio)
+    registry_management_port: int = 9081
 
     # --- Cassandra -----------------------------------------------------------------------
     cassandra_contact_points: str | None = None
     cassandra_port: int = 9042
     cassandra_storage_port: int = 7000
     cassandra_heap: str = "1G"
+    cassandra_cluster_name: str = "userstream"
     cassandra_keyspace: str = "spark_streams"
     cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 

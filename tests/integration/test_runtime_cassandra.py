@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from cassandra.cluster import Cluster, Session
+
+from userstream.config import Settings
+from userstream.errors import PortInUseError
+from userstream.runtime.base import port_free
+from userstream.runtime.cassandra import CassandraService
+from userstream.runtime.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+KEYSPACE = "rt_probe"
+
+
+@contextmanager
+def cql(settings: Settings) -> Iterator[Session]:
+    cluster = Cluster(settings.cassandra_hosts, port=settings.cassandra_port)
+    try:
+        session = cluster.connect()
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} "
+            "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.execute(f"CREATE TABLE IF NOT EXISTS {KEYSPACE}.kv (k uuid PRIMARY KEY, v text, n int)")
+        yield session
+    finally:
+        cluster.shutdown()
+
+
+def test_cassandra_round_trip(require_services: Callable[..., Stack], settings: Settings) -> None:
+    require_services("cassandra")
+    keys = [uuid.uuid4() for _ in range(100)]
+    with cql(settings) as session:
+        insert = session.prepare(f"INSERT INTO {KEYSPACE}.kv (k, v, n) VALUES (?, ?, ?)")
+        for i, k in enumerate(keys):
+            session.execute(insert, (k, f"value-{i}", i))
+        select = session.prepare(f"SELECT v, n FROM {KEYSPACE}.kv WHERE k = ?")
+        rows = [session.execute(select, (k,)).one() for k in keys]
+        assert [(r.v, r.n) for r in rows] == [(f"value-{i}", i) for i in range(100)]
+        version = session.execute("SELECT release_version FROM system.local").one().release_version
+        assert version.startswith("5.0.")
+
+
+def test_cassandra_keeps_data_across_down_up(
+    require_services: Callable[..., Stack], settings: Settings
+) -> None:
+    require_services("cassandra")
+    key = uuid.uuid4()
+    with cql(settings) as session:
+        session.execute(f"INSERT INTO {KEYSPACE}.kv (k, v, n) VALUES (%s, 'kept', 7)", (key,))
+    cassandra_only = Stack(settings, ["cassandra"])
+    cassandra_only.down()
+    assert port_free(settings.bind_host, settings.cassandra_port)
+    cassandra_only.up()
+    with cql(settings) as session:
+        row = session.execute(f"SELECT v, n FROM {KEYSPACE}.kv WHERE k = %s", (key,)).one()
+    assert (row.v, row.n) == ("kept", 7)
+
+
+def test_cassandra_taken_port_is_a_clear_error(settings: Settings) -> None:
+    with socket.socket() as squatter:
+        squatter.bind((settings.bind_host, 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        moved = settings.model_copy(update={"cassandra_port": port, "cassandra_storage_port": port})
+        service = CassandraService(moved)
+        with pytest.raises(PortInUseError, match=rf"cassandra: port .*:{port} is already taken"):
+            service.check_ports()
