@@ -1,0 +1,47 @@
+"""Kafka topics of the pipeline, created explicitly (the broker does not auto-create)."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
+
+from userstream.config import Settings
+from userstream.errors import ServiceError
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 10000})
+
+
+def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic name -> topic configs."""
+    common = {"retention.ms": str(settings.topic_retention_ms), "min.insync.replicas": "1"}
+    return {
+        settings.users_topic: {**common, "compression.type": "producer"},
+        settings.dlq_topic: dict(common),
+    }
+
+
+def ensure_topics(settings: Settings, replication: int = 1) -> dict[str, str]:
+    """Create missing topics and grow partitions to the setting; returns topic -> what happened."""
+    client = admin(settings)
+    existing = client.list_topics(timeout=15).topics
+    result: dict[str, str] = {}
+    to_create = []
+    for name, config in topic_specs(settings).items():
+        if name not in existing:
+            to_create.append(NewTopic(name, settings.topic_partitions, replication, config=config))
+            continue
+        have = len(existing[name].partitions)
+        if have < settings.topic_partitions:
+            client.create_partitions([NewPartitions(name, settings.topic_partitions)])[name].result(30)
+            result[name] = f"partitions {have} -> {settings.topic_partitions}"
+        else:
+            result[name] = "exists"
+    for name, future in client.create_topics(to_create, operation_timeout=30).items() if to_create else []:
+        try:
+            future.result(30)
+        except Exception as exc:  # a concurrent bootstrap may have created it first
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise ServiceError(f"could not create topic {name}: {exc}") from exc
+        result[name] = "created"
+    return result
