@@ -49,7 +49,9 @@ def test_land_batch_is_idempotent_and_keeps_rejects(pg: psycopg.Connection[tuple
         "SELECT first_name, email, raw->>'i' FROM staging.users WHERE id = %s", (users[7].row.id,)
     ).fetchone()
     assert stored == ("F7", "f7.l7@example.com", "7")
-    reason = pg.execute("SELECT reason, raw FROM staging.rejected WHERE source = 'p1' ORDER BY rejected_id DESC").fetchone()
+    reason = pg.execute(
+        "SELECT reason, raw FROM staging.rejected WHERE source = 'p1' ORDER BY rejected_id DESC"
+    ).fetchone()
     assert reason == ("email: missing", '{"bad": 1}')
 
 
