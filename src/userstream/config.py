@@ -58,8 +58,6 @@ class Settings(BaseSettings):
     registry_url: str | None = None
     registry_port: int = 8081
     registry_heap: str = "384m"
-    # Quarkus serves health/metrics on a separate management port (build-time enabled in Apicurio)
-    registry_management_port: int = 9081
 
     # --- Cassandra -----------------------------------------------------------------------
     cassandra_contact_points: str | None = None
@@ -77,6 +75,8 @@ class Settings(BaseSettings):
     spark_worker_ui_port: int = 8091
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
+    spark_executor_memory: str = "1g"
+    spark_daemon_memory: str = Field("512m", description="heap of the master and worker daemons")
     spark_trigger_interval: str = "2 seconds"
     spark_max_offsets_per_trigger: int = 200_000
 
