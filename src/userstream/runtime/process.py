@@ -12,6 +12,7 @@ import resource
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ from typing import Any
 
 from userstream.config import Settings
 from userstream.errors import ServiceError
+
+# `Stack.up` starts independent services in parallel threads: without this, two of them can both find
+# no daemon and both launch supervisord (the second fails: "Another program is already listening"), or
+# interleave reloadConfig/addProcessGroup calls.
+_DAEMON_LOCK = threading.RLock()
 
 # supervisor states that mean "a process is up or on its way"
 _ALIVE = {"STARTING", "RUNNING", "BACKOFF"}
@@ -76,6 +82,10 @@ class ProcessManager:
         return bool(state.get("statename") == "RUNNING")
 
     def ensure_daemon(self) -> None:
+        with _DAEMON_LOCK:
+            self._ensure_daemon()
+
+    def _ensure_daemon(self) -> None:
         if self.daemon_running():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +185,10 @@ class ProcessManager:
         return self.state(name) in _ALIVE
 
     def start(self, program: Program) -> None:
+        with _DAEMON_LOCK:
+            self._start(program)
+
+    def _start(self, program: Program) -> None:
         self.ensure_daemon()
         self._write_program(program)
         rpc = self._rpc()

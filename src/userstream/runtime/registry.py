@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tarfile
 from pathlib import Path
 
 import httpx
 from psycopg.conninfo import conninfo_to_dict
 
 from userstream.config import Settings
-from userstream.errors import InstallError
+from userstream.runtime.archives import unpack_once
 from userstream.runtime.base import Health, Reporter, Service, java, maven_install, tcp_open
 from userstream.runtime.process import Program
 
@@ -64,38 +62,15 @@ class RegistryService(Service):
 
     @property
     def runner_jar(self) -> Path:
+        """The Quarkus runner (its manifest names lib/*); a placeholder path until installed."""
         jars = sorted(self.app_dir.glob("apicurio-registry-app-*-runner.jar"))
-        if not jars:
-            raise InstallError(
-                f"registry: no apicurio-registry-app-*-runner.jar in {self.app_dir}",
-                fix="run `userstream install registry`",
-            )
-        return jars[-1]
+        return jars[-1] if jars else self.app_dir / "apicurio-registry-app-runner.jar"
 
     def install(self, reporter: Reporter) -> None:
         maven_install(
             "registry", self.lib, reporter, extra_goals=["dependency:copy@registry-app", f"-Dus.dest={self.lib}"]
         )
-        tarball = self.lib / "apicurio-registry-app.tar.gz"
-        done = self.app_dir / ".unpacked"
-        if done.exists():
-            return
-        if not tarball.exists():
-            raise InstallError(
-                f"registry: {tarball} is missing", fix=f"remove {self.lib} and run `userstream install` again"
-            )
-        reporter.step("registry: unpacking Apicurio Registry")
-        shutil.rmtree(self.app_dir, ignore_errors=True)
-        try:
-            with tarfile.open(tarball) as tar:
-                tar.extractall(self.app_dir, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise InstallError(
-                f"registry: unpacking {tarball} failed: {exc}",
-                fix=f"remove {self.lib} and run `userstream install` again",
-            ) from exc
-        done.touch()
-        tarball.unlink()  # ~110 MB we no longer need (Maven's local repository keeps a copy)
+        unpack_once(self.lib / "apicurio-registry-app.tar.gz", self.app_dir, reporter, "registry")
 
     def system_properties(self) -> dict[str, str]:
         s = self.settings

@@ -1,0 +1,192 @@
+"""Kafka Connect 4.1 distributed worker with the Debezium Postgres plugin and Apicurio's Avro converter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from userstream.config import Settings
+from userstream.runtime.archives import unpack_once
+from userstream.runtime.base import Health, Reporter, Service, classpath, java, maven_install, tcp_open
+from userstream.runtime.kafka import (
+    SERVER_JVM_FLAGS,
+    heap_flags,
+    log4j2_console_xml,
+    render_properties,
+    write_if_changed,
+)
+from userstream.runtime.process import Program
+from userstream.runtime.registry import registry_native_url
+
+DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
+
+# Plugin directories under <lib>/connect-plugins, each installed from its own pom under jvm/connect/.
+PLUGINS = {"debezium-postgres": "connect/debezium-postgres", "apicurio-avro-converter": "connect/apicurio-converter"}
+
+
+def avro_converter_config(settings: Settings, which: str = "value") -> dict[str, str]:
+    """Connector properties that make ``which`` ("key" or "value") Avro in the Confluent wire format.
+
+    Apicurio's converter registers the schema through the registry's native v3 API under the artifact
+    ``<topic>-<key|value>`` in the default group, which the Confluent-compatible API serves as the subject
+    of that name; it then writes magic byte 0 + the 4-byte content id, which that API serves as the schema
+    id (legacy-id-mode off). So Confluent's AvroDeserializer reads the records through /apis/ccompat/v7.
+    """
+    prefix = f"{which}.converter"
+    return {
+        prefix: AVRO_CONVERTER,
+        f"{prefix}.apicurio.registry.url": registry_native_url(settings),
+        f"{prefix}.apicurio.registry.auto-register": "true",
+        # a schema already registered (same content) is reused, not re-versioned
+        f"{prefix}.apicurio.registry.auto-register.if-exists": "FIND_OR_CREATE_VERSION",
+        # Confluent framing: the id goes in the payload, not in Kafka headers ...
+        f"{prefix}.apicurio.registry.headers.enabled": "false",
+        # ... as 4 bytes ...
+        f"{prefix}.apicurio.registry.id-handler": "io.apicurio.registry.serde.Default4ByteIdHandler",
+        # ... holding the content id, the id the ccompat API hands out
+        f"{prefix}.apicurio.registry.use-id": "contentId",
+        # subject = <topic>-key / <topic>-value, as Confluent's TopicNameStrategy
+        f"{prefix}.apicurio.registry.artifact-resolver-strategy": (
+            "io.apicurio.registry.serde.strategy.TopicIdStrategy"
+        ),
+    }
+
+
+class ConnectService(Service):
+    name = "connect"
+    depends_on = ("kafka", "registry", "postgres")
+    start_timeout_s = 120.0
+
+    @property
+    def external(self) -> bool:
+        return self.settings.connect_url is not None
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.connect_port]
+
+    # --- layout ----------------------------------------------------------------------------
+    @property
+    def lib(self) -> Path:
+        return self.settings.lib_dir / "connect"
+
+    @property
+    def plugin_path(self) -> Path:
+        return self.settings.lib_dir / "connect-plugins"
+
+    @property
+    def worker_properties(self) -> Path:
+        return self.data_path / "config" / "connect-distributed.properties"
+
+    @property
+    def log4j_config(self) -> Path:
+        return self.data_path / "config" / "log4j2.xml"
+
+    # --- contract --------------------------------------------------------------------------
+    def install(self, reporter: Reporter) -> None:
+        maven_install("connect", self.lib, reporter)
+        debezium = self.plugin_path / "debezium-postgres"
+        maven_install(
+            PLUGINS["debezium-postgres"],
+            debezium,
+            reporter,
+            extra_goals=["dependency:copy@plugin", f"-Dus.dest={debezium}"],
+        )
+        unpack_once(debezium / "debezium-connector-postgres-plugin.tar.gz", debezium, reporter, "connect")
+        converter = self.plugin_path / "apicurio-avro-converter"
+        maven_install(
+            PLUGINS["apicurio-avro-converter"],
+            converter,
+            reporter,
+            extra_goals=["dependency:copy-dependencies", "dependency:copy@converter", f"-Dus.dest={converter}"],
+        )
+
+    def worker_config(self) -> dict[str, object]:
+        s = self.settings
+        return {
+            "bootstrap.servers": s.kafka_bootstrap_servers,
+            "group.id": "userstream-connect",
+            # the worker's defaults; connectors that want Avro say so (see avro_converter_config)
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable": True,
+            "value.converter.schemas.enable": True,
+            # internal topics: one broker, so replication 1 (the worker creates them itself)
+            "config.storage.topic": "_connect-configs",
+            "config.storage.replication.factor": 1,
+            "offset.storage.topic": "_connect-offsets",
+            "offset.storage.replication.factor": 1,
+            "offset.storage.partitions": 5,
+            "status.storage.topic": "_connect-status",
+            "status.storage.replication.factor": 1,
+            "status.storage.partitions": 1,
+            # source offsets (e.g. the Debezium LSN) committed often: fewer replays after a crash
+            "offset.flush.interval.ms": 5000,
+            "listeners": f"http://{s.bind_host}:{s.connect_port}",
+            "rest.advertised.host.name": s.bind_host,
+            "rest.advertised.port": s.connect_port,
+            "plugin.path": self.plugin_path,
+            # every plugin we install ships ServiceLoader manifests: skip the slow reflective scan
+            "plugin.discovery": "service_load",
+            # the broker does not auto-create topics: let connectors declare theirs (topic.creation.*)
+            "topic.creation.enable": True,
+        }
+
+    def prepare(self) -> None:
+        write_if_changed(self.worker_properties, render_properties(self.worker_config()))
+        write_if_changed(
+            self.log4j_config,
+            log4j2_console_xml(
+                {
+                    "org.reflections": "ERROR",
+                    "org.apache.kafka.clients": "WARN",
+                    "org.apache.kafka.common.config.AbstractConfig": "WARN",
+                    "org.apache.kafka.connect.runtime.isolation": "WARN",
+                }
+            ),
+        )
+
+    def programs(self) -> list[Program]:
+        return [
+            Program(
+                name="connect",
+                command=[
+                    java(),
+                    *heap_flags(self.settings.connect_heap),
+                    *SERVER_JVM_FLAGS,
+                    f"-Dlog4j2.configurationFile={self.log4j_config}",
+                    "-cp",
+                    classpath(self.lib),
+                    "org.apache.kafka.connect.cli.ConnectDistributed",
+                    str(self.worker_properties),
+                ],
+                stop_wait_s=60,
+                start_secs=3,
+            )
+        ]
+
+    def health(self) -> Health:
+        base = self.settings.connect_endpoint.rstrip("/")
+        if not self.external and not tcp_open(self.settings.bind_host, self.settings.connect_port):
+            return Health(False, f"port {self.settings.connect_port} closed")
+        try:
+            root = httpx.get(f"{base}/", timeout=3.0)
+            # /health (KIP-1017) answers 200 only once the worker has joined its group and read its topics
+            ready = httpx.get(f"{base}/health", timeout=3.0)
+            plugins = httpx.get(f"{base}/connector-plugins", timeout=5.0)
+        except httpx.HTTPError as exc:
+            return Health(False, f"{base}: {type(exc).__name__}")
+        if root.status_code != 200:
+            return Health(False, f"GET / -> HTTP {root.status_code}")
+        if ready.status_code != 200:
+            return Health(False, f"GET /health -> HTTP {ready.status_code}: {ready.text[:200]}")
+        if plugins.status_code != 200:
+            return Health(False, f"GET /connector-plugins -> HTTP {plugins.status_code}")
+        classes = [p.get("class", "") for p in plugins.json()]
+        debezium = "with Debezium Postgres" if DEBEZIUM_POSTGRES_CONNECTOR in classes else "NO Debezium plugin"
+        return Health(True, f"Connect {root.json().get('version', '?')}, {len(classes)} connector(s), {debezium}")
+
+    def urls(self) -> dict[str, str]:
+        return {"REST API": self.settings.connect_endpoint}
