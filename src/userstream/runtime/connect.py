@@ -149,6 +149,8 @@ class ConnectService(Service):
         )
 
     def programs(self) -> list[Program]:
+        if self.external:
+            return []
         return [
             Program(
                 name="connect",

@@ -210,6 +210,8 @@ class KafkaService(Service):
             )
 
     def programs(self) -> list[Program]:
+        if self.external:
+            return []
         return [
             Program(
                 name="kafka",

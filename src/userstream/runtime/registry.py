@@ -105,6 +105,8 @@ class RegistryService(Service):
         }
 
     def programs(self) -> list[Program]:
+        if self.external:
+            return []
         props = [f"-D{k}={v}" for k, v in self.system_properties().items()]
         return [
             Program(

@@ -1,0 +1,142 @@
+"""Config generation of the Kafka, registry and Connect services (no servers needed)."""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from userstream.config import Settings
+from userstream.errors import PortInUseError
+from userstream.runtime.base import Service
+from userstream.runtime.connect import AVRO_CONVERTER, ConnectService, avro_converter_config
+from userstream.runtime.kafka import KafkaService, new_cluster_id, render_properties
+from userstream.runtime.registry import RegistryService, registry_jdbc, registry_native_url
+
+
+def _props(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {k: v for k, v in pairs}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # every value the assertions rely on is explicit, so USERSTREAM_* in the environment cannot change them
+    return Settings(
+        data_dir=tmp_path,
+        bind_host="127.0.0.1",
+        kafka_port=19092,
+        kafka_controller_port=19093,
+        kafka_heap="512m",
+        connect_port=18083,
+        connect_heap="512m",
+        registry_port=18081,
+        postgres_port=15432,
+        postgres_dsn=None,
+        registry_url=None,
+        kafka_bootstrap=None,
+    )
+
+
+def test_kafka_single_node_kraft_config(settings: Settings) -> None:
+    service = KafkaService(settings)
+    props = _props(render_properties(service.server_config()))
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["auto.create.topics.enable"] == "false"
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "share.coordinator.state.topic.replication.factor",
+        "default.replication.factor",
+    ):
+        assert props[key] == "1"
+    assert Path(props["log.dirs"]).is_relative_to(settings.state_dir / "kafka")
+    assert service.ports == [19092, 19093]
+
+
+def test_kafka_program_uses_the_configured_heap(settings: Settings) -> None:
+    (program,) = KafkaService(settings).programs()
+    assert "-Xmx512m" in program.command and "-Xms512m" in program.command
+    assert program.command[-2] == "kafka.Kafka"
+
+
+def test_cluster_id_is_a_kafka_uuid() -> None:
+    for _ in range(50):
+        cid = new_cluster_id()
+        assert len(cid) == 22 and not cid.startswith("-")
+        assert len(base64.urlsafe_b64decode(cid + "==")) == 16
+
+
+def test_external_endpoints_start_nothing(tmp_path: Path) -> None:
+    s = Settings(
+        data_dir=tmp_path,
+        kafka_bootstrap="broker:9092",
+        registry_url="http://reg:8080/apis/ccompat/v7",
+        connect_url="http://connect:8083",
+    )
+    services: list[Service] = [KafkaService(s), RegistryService(s), ConnectService(s)]
+    for service in services:
+        assert service.external and service.programs() == []
+    assert registry_native_url(s) == "http://reg:8080/apis/registry/v3"
+
+
+def test_registry_storage_is_our_postgres(settings: Settings) -> None:
+    service = RegistryService(settings)
+    props = service.system_properties()
+    assert props["apicurio.storage.kind"] == "sql" and props["apicurio.storage.sql.kind"] == "postgresql"
+    assert props["quarkus.http.port"] == "18081" and props["quarkus.http.host"] == "127.0.0.1"
+    env = service.environment()
+    assert env["APICURIO_DATASOURCE_URL"] == "jdbc:postgresql://127.0.0.1:15432/registry"
+    # credentials travel by environment, not on the command line
+    (program,) = service.programs()
+    assert not any(settings.postgres_password in arg for arg in program.command)
+
+
+def test_registry_jdbc_from_an_external_dsn(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, postgres_dsn="postgresql://app:s3cret@db.example:6543/pipeline")
+    assert registry_jdbc(s) == ("jdbc:postgresql://db.example:6543/registry", "app", "s3cret")
+
+
+def test_connect_worker_config(settings: Settings) -> None:
+    service = ConnectService(settings)
+    props = _props(render_properties(service.worker_config()))
+    assert props["bootstrap.servers"] == "127.0.0.1:19092"
+    assert props["listeners"] == "http://127.0.0.1:18083"
+    assert Path(props["plugin.path"]) == settings.lib_dir / "connect-plugins"
+    for topic in ("config", "offset", "status"):
+        assert props[f"{topic}.storage.replication.factor"] == "1"
+    (program,) = service.programs()
+    assert program.command[-2] == "org.apache.kafka.connect.cli.ConnectDistributed"
+    assert "-Xmx512m" in program.command
+
+
+def test_avro_converter_config_is_confluent_framed(settings: Settings) -> None:
+    cfg = avro_converter_config(settings, "value")
+    assert cfg["value.converter"] == AVRO_CONVERTER
+    assert cfg["value.converter.apicurio.registry.url"] == "http://127.0.0.1:18081/apis/registry/v3"
+    assert cfg["value.converter.apicurio.registry.headers.enabled"] == "false"
+    assert cfg["value.converter.apicurio.registry.use-id"] == "contentId"
+    assert all(k.startswith("key.converter") for k in avro_converter_config(settings, "key"))
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [(KafkaService, "kafka_port"), (RegistryService, "registry_port"), (ConnectService, "connect_port")],
+)
+def test_a_taken_port_is_a_clear_error(tmp_path: Path, taken_port: int, cls: type[Service], field: str) -> None:
+    service = cls(Settings(data_dir=tmp_path, bind_host="127.0.0.1", **{field: taken_port}))  # type: ignore[arg-type]
+    with pytest.raises(PortInUseError, match=f"{service.name}: port 127.0.0.1:{taken_port} is already taken"):
+        service.start()
