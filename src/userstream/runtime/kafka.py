@@ -55,7 +55,8 @@ def log4j2_console_xml(quiet_loggers: dict[str, str] | None = None) -> str:
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<Configuration status="WARN">\n'
+        # no log4j2 shutdown hook: it would silence the server's own shutdown sequence half-way
+        '<Configuration status="WARN" shutdownHook="disable">\n'
         "  <Appenders>\n"
         '    <Console name="STDOUT" target="SYSTEM_OUT">\n'
         '      <PatternLayout pattern="[%d] %p %m (%c)%n"/>\n'
