@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from userstream.config import Settings
+from userstream.errors import PortInUseError
 from userstream.runtime.spark import SparkService
 from userstream.runtime.spark_submit import build_submit, connector_jars, jar_artifact, spark_home
 from userstream.runtime.stack import Stack
@@ -84,3 +86,15 @@ def test_spark_job_reads_kafka_writes_cassandra(
         rows = {r.k: r.v for r in session.execute(f"SELECT k, v FROM {KEYSPACE}.{table}")}
     assert len(rows) == 1000
     assert all(rows[f"key-{i}"] == f"value-{i}" for i in range(1000))
+
+
+def test_spark_taken_port_is_a_clear_error(settings: Settings) -> None:
+    with socket.socket() as squatter:
+        squatter.bind((settings.bind_host, 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        moved = settings.model_copy(
+            update={"spark_master_port": port, "spark_master_ui_port": port, "spark_worker_ui_port": port}
+        )
+        with pytest.raises(PortInUseError, match=rf"spark: port .*:{port} is already taken"):
+            SparkService(moved).check_ports()

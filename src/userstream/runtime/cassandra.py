@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from userstream.errors import InstallError
@@ -85,14 +86,10 @@ class CassandraService(Service):
     def install(self, reporter: Reporter) -> None:
         maven_install("cassandra", self.lib_path, reporter)
 
-    def _jamm_jar(self) -> Path:
+    def _jamm_jar(self) -> Path | None:
         """The jamm agent cassandra-all was built against (it measures memtable sizes)."""
         jars = sorted(self.lib_path.glob("jamm-*.jar"))
-        if not jars:
-            raise InstallError(
-                f"jamm agent missing from {self.lib_path}", fix="run `userstream install cassandra`"
-            )
-        return jars[-1]
+        return jars[-1] if jars else None
 
     # --- configuration -------------------------------------------------------------------
     def cassandra_yaml(self) -> str:
@@ -151,6 +148,12 @@ auto_snapshot: false
                 path.write_text(text)
 
     def prepare(self) -> None:
+        java()
+        if self._jamm_jar() is None:
+            raise InstallError(
+                f"Cassandra jars (jamm agent) missing from {self.lib_path}",
+                fix="run `userstream install cassandra`",
+            )
         self.write_config()
 
     def jvm_options(self) -> list[str]:
@@ -165,7 +168,8 @@ auto_snapshot: false
             "-XX:+PerfDisableSharedMem",  # no hsperfdata mmap: avoids GC stalls on a busy disk
             "-XX:+ExitOnOutOfMemoryError",  # die rather than limp; supervisord restarts it
             "-Djava.net.preferIPv4Stack=true",
-            f"-javaagent:{self._jamm_jar()}",
+            # programs() must not fail before install (status/down call it): prepare() checks the jar
+            f"-javaagent:{self._jamm_jar() or self.lib_path / 'jamm.jar'}",
             *JVM17_MODULE_OPTIONS,
             "-Dio.netty.tryReflectionSetAccessible=true",
             "-Dio.netty.allocator.useCacheForAllThreads=true",
@@ -189,7 +193,7 @@ auto_snapshot: false
             Program(
                 name="cassandra",
                 command=[
-                    java(),
+                    shutil.which("java") or "java",
                     *self.jvm_options(),
                     "-cp",
                     cp,
