@@ -14,6 +14,8 @@ from rich.table import Table
 
 from userstream.config import get_settings
 from userstream.errors import UserstreamError
+from userstream.source.cli import app as source_app
+from userstream.source.cli import bench_source
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -24,6 +26,8 @@ app = typer.Typer(
 
 bench_app = typer.Typer(help="Benchmarks that print their figures (and targets) for each stage.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(source_app, name="source")
+bench_app.command("source")(bench_source)
 
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="services to act on (default: all, with their dependencies)")

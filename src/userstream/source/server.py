@@ -1,0 +1,241 @@
+"""The randomuser.me-compatible HTTP server: a raw ASGI app on uvicorn (httptools, uvloop when present).
+
+A framework route would work, but at 5,000 users (~5.4 MB) a response the per-request overhead is nothing
+and the raw app keeps the byte path free of copies: generator -> bytes -> socket.
+
+Routes: ``GET /api/`` and ``/api/1.4/`` (with or without the trailing slash); any other ``/api/<version>/``
+is 404, as on the live service; ``/healthz`` answers ``ok``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from userstream.errors import PortInUseError, SourceError
+from userstream.model import API_VERSION
+from userstream.source.api import Query, encode_page, render
+from userstream.source.faults import ERROR_BODY, RATE_LIMIT_BODY, Fault, FaultConfig, FaultInjector
+from userstream.source.generator import DEFAULT_ANCHOR, UserGenerator
+
+__all__ = ["SourceApp", "bind_socket", "serve", "serve_in_thread"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_API_PATHS = frozenset({"/api", "/api/", f"/api/{API_VERSION}", f"/api/{API_VERSION}/"})
+_JSON = b"application/json; charset=utf-8"
+
+
+class SourceApp:
+    """The ASGI application. Generation runs on the event loop thread: a 5,000-user page takes ~70 ms
+    of CPU, and handing it to a thread would only add GIL contention."""
+
+    def __init__(self, generator: UserGenerator | None = None, faults: FaultConfig | None = None) -> None:
+        self.generator = generator or UserGenerator()
+        self.faults = FaultInjector(faults) if faults is not None and faults.enabled else None
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        self.requests += 1
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, msgspec.json.encode({"error": "method not allowed"}), _JSON)
+            return
+        path: str = scope["path"]
+        if path == "/healthz":
+            await _respond(send, 200, b"ok", b"text/plain")
+            return
+        if path not in _API_PATHS:
+            await _respond(send, 404, msgspec.json.encode({"error": f"not found: {path}"}), _JSON)
+            return
+        query = Query.parse(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        head = scope["method"] == "HEAD"
+        if self.faults is None:
+            out = render(query, self.generator)
+            await _respond(send, 200, out.body, out.content_type.encode(), head=head)
+            return
+        await self._faulty(query, send, head)
+
+    async def _faulty(self, query: Query, send: Send, head: bool) -> None:
+        assert self.faults is not None
+        fault, delay = self.faults.draw()
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is Fault.ERROR:
+            await _respond(send, self.faults.error_status(), msgspec.json.encode(ERROR_BODY), _JSON)
+        elif fault is Fault.RATE_LIMIT:
+            retry = f"{self.faults.config.retry_after_s:g}".encode()
+            body = msgspec.json.encode(RATE_LIMIT_BODY)
+            await _respond(send, 429, body, _JSON, extra=[(b"retry-after", retry)])
+        elif fault is Fault.EMPTY:
+            info = {"seed": query.seed or "", "results": 0, "page": query.page, "version": API_VERSION}
+            await _respond(send, 200, encode_page([], None if query.noinfo else info), _JSON, head=head)
+        else:
+            out = render(query, self.generator, corrupt=self.faults.corrupt)
+            body, ctype = out.body, out.content_type
+            if fault is Fault.MALFORMED:
+                body, ctype = self.faults.malformed(body)
+            await _respond(send, 200, body, ctype.encode(), head=head)
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    *,
+    head: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"access-control-allow-origin", b"*"),
+        (b"cache-control", b"no-store"),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, or :class:`PortInUseError` with a fix; port 0 picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use",
+                fix="stop whatever listens there, or pass --port (or set USERSTREAM_SOURCE_PORT)",
+            ) from exc
+        raise SourceError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _config(app: SourceApp, log_level: str) -> Any:
+    import uvicorn  # imported here: clients of userstream.source never need the server stack
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    return uvicorn.Config(
+        app,
+        loop=loop,
+        http="httptools",
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=30,
+    )
+
+
+def serve(
+    host: str,
+    port: int,
+    *,
+    faults: FaultConfig | None = None,
+    anchor: date = DEFAULT_ANCHOR,
+    log_level: str = "warning",
+    sock: socket.socket | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the server in the foreground until interrupted (Ctrl-C / SIGTERM).
+
+    Pools are built before the socket accepts, so the first request is as fast as the rest. ``on_ready``
+    receives the base URL (``http://host:port/api/``) once listening.
+    """
+    import uvicorn
+
+    app = SourceApp(UserGenerator(anchor), faults)
+    sock = sock or bind_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    config = _config(app, log_level)
+    server = uvicorn.Server(config)
+    url = f"http://{_url_host(host)}:{bound_port}/api/"
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if server.started and on_ready is not None:
+            on_ready(url)
+        await task
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(main())
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    faults: FaultConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    generator: UserGenerator | None = None,
+) -> Iterator[str]:
+    """Run the server on a background thread (tests, demos); yields the base URL ``http://h:p/api/``."""
+    import uvicorn
+
+    app = SourceApp(generator, faults)
+    sock = bind_socket(host, port)
+    server = uvicorn.Server(_config(app, "warning"))  # off the main thread: no signal handlers
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="source")
+    thread.start()
+    try:
+        for _ in range(1000):
+            if server.started or not thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        if not server.started:
+            raise SourceError("the source server did not start within 10 s")
+        yield f"http://{_url_host(host)}:{sock.getsockname()[1]}/api/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
