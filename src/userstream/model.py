@@ -181,7 +181,11 @@ class UserRow:
     @classmethod
     def parse(cls, data: object) -> UserRow:
         """Validate a mapping (e.g. a decoded Avro/JSON row) into a row; raises ``ValidationError``."""
-        return _ROW_ADAPTER.validate_python(data)
+        checked = _RowSchema.model_validate(data)
+        values = {c: getattr(checked, c) for c in cls.COLUMNS}
+        for c in ("dob", "registered_date", "fetched_at"):
+            values[c] = values[c].astimezone(UTC)
+        return cls(**values)
 
     def as_db_dict(self) -> dict[str, Any]:
         """Column name -> native value (UUID, aware datetime, str): what psycopg/cassandra-driver bind."""
@@ -220,15 +224,6 @@ class _RowSchema(BaseModel):
     fetched_at: AwareDatetime
 
 
-class _RowAdapter:
-    def validate_python(self, data: object) -> UserRow:
-        checked = _RowSchema.model_validate(data)
-        return UserRow(**{c: getattr(checked, c) for c in UserRow.COLUMNS})
-
-
-_ROW_ADAPTER = _RowAdapter()
-
-
 def _iso_z(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
@@ -245,8 +240,9 @@ def to_row(user: ApiUser, fetched_at: datetime | None = None) -> UserRow:
         post_code=str(loc.postcode),
         email=user.email,
         username=user.login.username,
-        dob=user.dob.date,
-        registered_date=user.registered.date,
+        # astimezone: one tzinfo (datetime.UTC) downstream, whatever offset the API wrote.
+        dob=user.dob.date.astimezone(UTC),
+        registered_date=user.registered.date.astimezone(UTC),
         phone=user.phone,
         picture=user.picture.medium,
         nat=user.nat,

@@ -49,6 +49,7 @@ _USER_AGENT = "userstream-source-client/0.1"
 class AcceptedUser:
     """A record that validated: the payload as received, the typed user, and its flat row."""
 
+    index: int  # position in the page's ``results``
     raw: dict[str, Any]
     user: ApiUser
     row: UserRow
@@ -323,7 +324,7 @@ class SourceClient:
             except ValidationError as exc:
                 rejected.append(RejectedRecord(self.seed, page, index, validation_reason(exc), raw, fetched_at))
                 continue
-            accepted.append(AcceptedUser(raw, user, to_row(user, fetched_at)))
+            accepted.append(AcceptedUser(index, raw, user, to_row(user, fetched_at)))
 
     def _retry_after(self, value: str | None) -> float | None:
         """Seconds from a Retry-After header: a number (fractions accepted) or an HTTP date."""
