@@ -116,20 +116,22 @@ def render(query: Query, generator: UserGenerator, *, corrupt: Any = None) -> Re
     users = generator.users_bytes(seed, query.page, query.results, query.nats, gender, query.password)
     if corrupt is not None:
         users = corrupt(users)
-    info = None if query.noinfo else {
-        "seed": seed,
-        "results": len(users),
-        "page": query.page,
-        "version": API_VERSION,
-    }
+    info = (
+        None
+        if query.noinfo
+        else {
+            "seed": seed,
+            "results": len(users),
+            "page": query.page,
+            "version": API_VERSION,
+        }
+    )
     if query.fmt == "json" and not query.projected:
         return Rendered(encode_page(users, info), _CONTENT_TYPES["json"])
     # Slow path (other formats, inc/exc): decode once, reshape, re-encode.
     decoded: list[Any] = msgspec.json.decode(b"[" + b",".join(users) + b"]")
     if query.projected:
-        decoded = [
-            {k: v for k, v in u.items() if query.keep(k)} if isinstance(u, dict) else u for u in decoded
-        ]
+        decoded = [{k: v for k, v in u.items() if query.keep(k)} if isinstance(u, dict) else u for u in decoded]
     doc: dict[str, Any] = {"results": decoded}
     if info is not None:
         doc["info"] = info

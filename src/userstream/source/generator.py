@@ -171,9 +171,7 @@ class UserGenerator:
         return a.year - born.year - ((born.month, born.day, born.time()) > (a.month, a.day, datetime.min.time()))
 
     @staticmethod
-    def key(
-        seed: str, page: int, nats: Sequence[str], gender: str | None, password: PasswordSpec | None
-    ) -> str:
+    def key(seed: str, page: int, nats: Sequence[str], gender: str | None, password: PasswordSpec | None) -> str:
         return f"{seed}|{page}|{','.join(nats)}|{gender or ''}|{password.key if password else ''}"
 
     def _nat_list(self, nats: Sequence[str]) -> list[str]:
@@ -243,7 +241,7 @@ class UserGenerator:
         dob_span = (anchor_day - adult - 1) - dob_lo  # keeps reg_lo below strictly before the anchor
         reg_floor = anchor_day - int(20 * _YEAR_DAYS)
         tod_span = _DAY_MS - 1
-        needs_escape = password is not None and any(c in password.alphabet for c in "\"\\")
+        needs_escape = password is not None and any(c in password.alphabet for c in '"\\')
         out: list[bytes] = []
         append = out.append
         for _ in range(results):
@@ -337,9 +335,7 @@ _UUID_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 _UUID_SET = (0x4 << 76) | (0x2 << 62)
 _HOUR_MINUTE = tuple(f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440))
 _WORDS_JSON = tuple((w, _js(w)) for w in PASSWORD_WORDS)
-_TIMEZONES_JSON = tuple(
-    f'{{"offset":{_js(offset)},"description":{_js(desc)}}}' for offset, desc in TIMEZONES
-)
+_TIMEZONES_JSON = tuple(f'{{"offset":{_js(offset)},"description":{_js(desc)}}}' for offset, desc in TIMEZONES)
 # Indexed by `male` (False/True), then 0-99: the API's portrait URLs.
 _PICTURES_JSON = tuple(
     tuple(

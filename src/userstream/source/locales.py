@@ -42,6 +42,8 @@ def _t(text: str) -> tuple[str, ...]:
 
 _FRENCH_TITLES = {"titles_male": ("Monsieur",), "titles_female": ("Madame", "Mademoiselle")}
 
+# One compact block per country reads better than one value per line.
+# fmt: off
 NAT_SPECS: dict[str, NatSpec] = {
     s.code: s
     for s in (
@@ -279,6 +281,8 @@ NAT_SPECS: dict[str, NatSpec] = {
         ),
     )
 }
+
+# fmt: on
 
 #: (offset, description) pairs; the API picks a timezone independently of the nationality.
 TIMEZONES: tuple[tuple[str, str], ...] = (

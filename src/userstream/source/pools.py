@@ -126,8 +126,7 @@ def _expand(pattern: str) -> list[str]:
 
 def _fill_slowly(pattern: str, rng: Random) -> str:
     return "".join(
-        _UPPER[rng.randrange(26)] if ch == "?" else _DIGITS[rng.randrange(10)] if ch == "#" else ch
-        for ch in pattern
+        _UPPER[rng.randrange(26)] if ch == "?" else _DIGITS[rng.randrange(10)] if ch == "#" else ch for ch in pattern
     )
 
 
