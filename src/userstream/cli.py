@@ -126,6 +126,43 @@ def logs(
     subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
 
 
+@app.command("ingest")
+def ingest_cmd(
+    records: Annotated[int | None, typer.Option(help="stop after this many records (whole pages)")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    rate: Annotated[float | None, typer.Option(help="records per second (default: as fast as possible)")] = None,
+    seed: Annotated[str | None, typer.Option(help="seeded sequence [default: USERSTREAM_SOURCE_SEED]")] = None,
+    start_page: Annotated[int | None, typer.Option(help="first page (default: after the last one landed)")] = None,
+    source_url: Annotated[str | None, typer.Option(help="API base URL [default: USERSTREAM_SOURCE_URL]")] = None,
+) -> None:
+    """Fetch users from the API and land them in PostgreSQL, without Airflow (schema applied first)."""
+    from userstream.ingest import IngestReport, ingest
+    from userstream.source import SourceClient
+    from userstream.store.postgres import apply_postgres_schema
+
+    if records is None and duration is None:
+        raise UserstreamError("ingest needs a bound", fix="pass --records N or --duration SECONDS")
+    settings = get_settings()
+    apply_postgres_schema(settings)
+    source = SourceClient(source_url, settings=settings, seed=seed) if source_url else None
+
+    def progress(report: IngestReport) -> None:
+        console.print(
+            f"[dim]{report.seconds:6.1f}s[/dim] page {report.last_page}: landed {report.landed} "
+            f"dup {report.duplicates} rejected {report.rejected} ({report.rate:.0f}/s)"
+        )
+
+    try:
+        report = ingest(
+            settings, max_records=records, duration_s=duration, rate=rate, seed=seed,
+            start_page=start_page, source=source, on_progress=progress,
+        )  # fmt: skip
+    finally:
+        if source is not None:
+            source.close()
+    console.print(report.summary())
+
+
 @bench_app.command("stack")
 def bench_stack_cmd(
     idle_s: Annotated[float, typer.Option(help="seconds to let the stack settle before sampling memory")] = 20.0,

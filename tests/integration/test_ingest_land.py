@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from userstream.config import Settings
-from userstream.ingest.land import LandedUser, RejectedRecord, land_batch
+from userstream.ingest.land import LandedUser, Reject, land_batch
 from userstream.model import UserRow
 from userstream.runtime.stack import Stack
 from userstream.store.postgres import apply_postgres_schema
@@ -37,7 +37,7 @@ def pg(require_services: Callable[..., Stack], settings: Settings) -> psycopg.Co
 
 def test_land_batch_is_idempotent_and_keeps_rejects(pg: psycopg.Connection[tuple[object, ...]]) -> None:
     users = [make_user(i) for i in range(500)]
-    first = land_batch(pg, users, [RejectedRecord(reason="email: missing", raw='{"bad": 1}', source="p1")])
+    first = land_batch(pg, users, [Reject(reason="email: missing", raw='{"bad": 1}', source="p1")])
     assert (first.landed, first.duplicates, first.rejected) == (500, 0, 1)
     # a replay of the same page lands nothing new, and says so
     again = land_batch(pg, [*users[:100], make_user(999)])

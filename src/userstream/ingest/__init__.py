@@ -1,1 +1,6 @@
-"""ingest stage."""
+"""Ingest: fetch pages from the source, validate, land them in PostgreSQL (used by the DAG and the CLI)."""
+
+from userstream.ingest.land import LandedUser, LandResult, Reject, land_batch
+from userstream.ingest.run import IngestReport, PageSource, RateLimiter, ingest
+
+__all__ = ["IngestReport", "LandResult", "LandedUser", "PageSource", "RateLimiter", "Reject", "ingest", "land_batch"]

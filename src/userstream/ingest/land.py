@@ -13,17 +13,17 @@ _COLUMNS = (*UserRow.COLUMNS, "raw")
 _COLS_SQL = ", ".join(_COLUMNS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LandedUser:
     row: UserRow
     raw_json: str  # the API's record as received, kept for audit and replays
 
 
-@dataclass(frozen=True)
-class RejectedRecord:
+@dataclass(frozen=True, slots=True)
+class Reject:
     reason: str
     raw: str
-    source: str = ""
+    source: str = ""  # where it came from, e.g. "seed=s page=3 index=17"
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class LandResult:
 def land_batch(
     conn: psycopg.Connection[tuple[object, ...]],
     users: Sequence[LandedUser],
-    rejected: Sequence[RejectedRecord] = (),
+    rejected: Sequence[Reject] = (),
 ) -> LandResult:
     """COPY into a temp table, then one INSERT .. ON CONFLICT (id) DO NOTHING, in one transaction.
 
