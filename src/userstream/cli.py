@@ -126,6 +126,17 @@ def logs(
     subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
 
 
+@app.command()
+def bootstrap(
+    with_stream: Annotated[bool, typer.Option("--stream/--no-stream", help="also start the Spark job")] = True,
+) -> None:
+    """Create topics, schemas, DDL and the CDC connector (what the pipeline_bootstrap DAG does); idempotent."""
+    from userstream.pipeline import bootstrap as run_bootstrap
+
+    for step, outcome in run_bootstrap(get_settings(), with_stream=with_stream).items():
+        console.print(f"  {step:<18} {outcome}")
+
+
 @app.command("ingest")
 def ingest_cmd(
     records: Annotated[int | None, typer.Option(help="stop after this many records (whole pages)")] = None,
@@ -187,6 +198,42 @@ def bench_stack_cmd(
         payload = {"seconds_to_healthy": result.seconds_to_healthy, "pss_mib": result.pss_mib}
         with open(json_out, "w") as fh:
             json.dump(payload, fh, indent=2)
+
+
+@bench_app.command("ingest")
+def bench_ingest_cmd(
+    records: Annotated[int, typer.Option(help="records to ingest")] = 200_000,
+) -> None:
+    """Ingest rate into PostgreSQL from the bundled source, next to the source's fetch+validate rate alone."""
+    from userstream.ingest.bench import bench_ingest
+
+    figures = bench_ingest(get_settings(), records=records)
+    table = Table("figure", "records", "seconds", "records/s")
+    for f in figures:
+        table.add_row(f.name, str(f.records), f"{f.seconds:.2f}", f"{f.rate:,.0f}")
+    Console().print(table)
+    Console().print(f"ingest / source-alone ratio: {figures[1].extra['ratio_to_reference']:.2f}")
+
+
+@bench_app.command("cdc")
+def bench_cdc_cmd(
+    rate: Annotated[float, typer.Option(help="fixed landing rate for the lag figure (records/s)")] = 1000.0,
+    duration: Annotated[float, typer.Option(help="seconds at the fixed rate")] = 20.0,
+    max_records: Annotated[int, typer.Option(help="records landed flat out for the max-rate figure")] = 100_000,
+) -> None:
+    """CDC rate and lag (Postgres commit -> record in Kafka, p50/p99) at a fixed rate and flat out.
+
+    Needs postgres, kafka, registry and connect up and the connector registered (`userstream bootstrap`).
+    """
+    from userstream.cdc.bench import bench_cdc
+
+    settings = get_settings()
+    results = [bench_cdc(settings, rate, int(rate * duration)), bench_cdc(settings, None, max_records)]
+    table = Table("run", "records in Kafka", "seconds", "records/s", "lag p50 (ms)", "lag p99 (ms)")
+    for r in results:
+        lag = (f"{r.pct(0.5):.0f}", f"{r.pct(0.99):.0f}")
+        table.add_row(r.label, str(r.records), f"{r.seconds:.1f}", f"{r.rate:,.0f}", *lag)
+    Console().print(table)
 
 
 def main() -> None:

@@ -1,0 +1,28 @@
+"""The control plane's one-shot setup, shared by the `pipeline_bootstrap` DAG and `userstream bootstrap`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from userstream.config import Settings
+
+
+def bootstrap(settings: Settings, *, with_stream: bool = True) -> dict[str, Any]:
+    """Topics, Avro subject compatibility, Postgres and Cassandra DDL, the CDC connector, the Spark job.
+
+    Every step is idempotent, so a second run changes nothing; returns step -> outcome.
+    """
+    from userstream.cdc import ensure_connector, ensure_subject, ensure_topics
+    from userstream.store import apply_cassandra_schema, apply_postgres_schema
+
+    done: dict[str, Any] = {}
+    done["postgres_schema"] = apply_postgres_schema(settings)
+    done["kafka_topics"] = ensure_topics(settings)
+    done["avro_subject"] = ensure_subject(settings)
+    done["cassandra_schema"] = f"{len(apply_cassandra_schema(settings))} statements"
+    done["cdc_connector"] = ensure_connector(settings)
+    if with_stream:
+        from userstream.stream import ensure_job_running
+
+        done["streaming_job"] = ensure_job_running(settings)
+    return done
