@@ -193,3 +193,14 @@ def test_render_without_server_is_the_same_bytes() -> None:
     body = render(q, GEN).body
     doc = msgspec.json.decode(body)
     assert doc["info"]["results"] == 20 and len(doc["results"]) == 20
+
+
+def test_streamed_body_equals_rendered_body() -> None:
+    from userstream.source.api import stream, streamable
+
+    for params in ([("results", "1234"), ("seed", "s")], [("results", "7"), ("seed", "s"), ("noinfo", "")]):
+        q = Query.parse(params)
+        assert streamable(q)
+        assert b"".join(stream(q, GEN, chunk=100)) == render(q, GEN).body
+    assert not streamable(Query.parse([("inc", "name")]))
+    assert not streamable(Query.parse([("format", "csv")]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -19,7 +19,7 @@ import msgspec
 from userstream.model import API_VERSION, NATIONALITIES, TOP_LEVEL_FIELDS
 from userstream.source.generator import PasswordSpec, UserGenerator
 
-__all__ = ["FORMATS", "MAX_RESULTS", "Query", "Rendered", "encode_page", "render"]
+__all__ = ["FORMATS", "MAX_RESULTS", "Query", "Rendered", "encode_page", "render", "stream", "streamable"]
 
 MAX_RESULTS = 5000
 FORMATS = ("json", "pretty", "csv", "yaml", "xml")
@@ -103,6 +103,25 @@ def encode_page(users: list[bytes], info: dict[str, Any] | None) -> bytes:
     """``{"results":[...],"info":{...}}`` from already encoded users: no decode/encode round trip."""
     tail = b"]}" if info is None else b'],"info":' + msgspec.json.encode(info) + b"}"
     return b'{"results":[' + b",".join(users) + tail
+
+
+def streamable(query: Query) -> bool:
+    """Whether :func:`stream` can serve ``query`` (plain JSON of whole users)."""
+    return query.fmt == "json" and not query.projected
+
+
+def stream(query: Query, generator: UserGenerator, chunk: int = 500) -> Iterator[bytes]:
+    """The body of :func:`render` for a :func:`streamable` query, in pieces as the users are generated,
+    so the network transfer overlaps the generation. ``b"".join`` of it equals ``render(...).body``."""
+    seed = query.seed or secrets.token_hex(8)
+    gender = None if query.seed else query.gender
+    parts = generator.iter_users_bytes(seed, query.page, query.results, query.nats, gender, query.password, chunk=chunk)
+    prefix = b'{"results":['
+    for part in parts:
+        yield prefix + b",".join(part)
+        prefix = b","
+    info = {"seed": seed, "results": query.results, "page": query.page, "version": API_VERSION}
+    yield b"]}" if query.noinfo else b'],"info":' + msgspec.json.encode(info) + b"}"
 
 
 def render(query: Query, generator: UserGenerator, *, corrupt: Any = None) -> Rendered:

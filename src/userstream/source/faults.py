@@ -195,18 +195,18 @@ class FaultInjector:
         with self._lock:
             x = self._rng.random()
             delay = c.latency_s if c.latency_s and self._rng.random() < c.latency_rate else 0.0
-        fault = Fault.NONE
-        for kind, rate in (
-            (Fault.ERROR, c.error_rate),
-            (Fault.RATE_LIMIT, c.rate_limit_rate),
-            (Fault.EMPTY, c.empty_rate),
-            (Fault.MALFORMED, c.malformed_rate),
-        ):
-            if x < rate:
-                fault = kind
-                break
-            x -= rate
-        self.counts[fault.value] += 1
+            fault = Fault.NONE
+            for kind, rate in (
+                (Fault.ERROR, c.error_rate),
+                (Fault.RATE_LIMIT, c.rate_limit_rate),
+                (Fault.EMPTY, c.empty_rate),
+                (Fault.MALFORMED, c.malformed_rate),
+            ):
+                if x < rate:
+                    fault = kind
+                    break
+                x -= rate
+            self.counts[fault.value] += 1
         return fault, delay
 
     def error_status(self) -> int:

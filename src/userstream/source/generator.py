@@ -14,8 +14,9 @@ is what makes output reproducible across days; ages are exact completed years at
 
 from __future__ import annotations
 
+import binascii
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from random import Random
@@ -43,8 +44,15 @@ _CHARSETS = {
 }
 _DAY_MS = 86_400_000
 _PICTURE = "https://randomuser.me/api/portraits/"
-# 4096 two-character alphanumeric pairs (64 symbols folded onto 62: a negligible bias for test data).
-_SALT_PAIRS = tuple(_ALNUM[i % 62] + _ALNUM[j % 62] for i in range(64) for j in range(64))
+# Salts are alphanumeric: base64's two other symbols become letters (a negligible bias for test data).
+_B64_ALNUM = bytes.maketrans(b"+/", b"xQ")
+
+try:  # CPython's built-in hash modules: ~30% faster than OpenSSL's EVP wrappers on 14-byte inputs
+    from _md5 import md5 as _md5  # type: ignore[import-not-found]
+    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found]
+    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - other interpreters / versions
+    _md5, _sha1, _sha256 = hashlib.md5, hashlib.sha1, hashlib.sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +180,8 @@ class UserGenerator:
 
     @staticmethod
     def key(seed: str, page: int, nats: Sequence[str], gender: str | None, password: PasswordSpec | None) -> str:
-        return f"{seed}|{page}|{','.join(nats)}|{gender or ''}|{password.key if password else ''}"
+        # repr of a tuple: unambiguous whatever characters the seed contains.
+        return repr((seed, page, tuple(nats), gender or "", password.key if password else ""))
 
     def _nat_list(self, nats: Sequence[str]) -> list[str]:
         return sorted({n for n in nats if n in self.pools}) or list(NATIONALITIES)
@@ -191,9 +200,26 @@ class UserGenerator:
         ``nats`` empty means all 21; ``gender`` (``male``/``female``) forces the gender. Same arguments,
         same text.
         """
+        out: list[bytes] = []
+        for part in self.iter_users_bytes(seed, page, results, nats, gender, password, chunk=results):
+            out.extend(part)
+        return out
+
+    def iter_users_bytes(
+        self,
+        seed: str,
+        page: int = 1,
+        results: int = 1,
+        nats: Sequence[str] = (),
+        gender: str | None = None,
+        password: PasswordSpec | None = None,
+        *,
+        chunk: int = 500,
+    ) -> Iterator[list[bytes]]:
+        """The users of :meth:`users_bytes`, in lists of ``chunk`` (the server streams them as they come)."""
         nat_list = self._nat_list(nats)
         key = self.key(seed, page, nat_list, gender, password)
-        return self._generate(Random(key), Random(key + "|uuid"), results, nat_list, gender, password)
+        return self._generate(Random(key), Random(key + "|uuid"), results, nat_list, gender, password, chunk)
 
     def users(
         self,
@@ -217,7 +243,8 @@ class UserGenerator:
         nat_list: list[str],
         gender: str | None,
         password: PasswordSpec | None,
-    ) -> list[bytes]:
+        chunk: int,
+    ) -> Iterator[list[bytes]]:
         # Hot loop: everything bound to locals, one rng.random() per choice (int(r() * n) indexing), and
         # one f-string per user in the API's key order. The draw order below is part of the output
         # contract (changing it changes every seeded user): append new draws at the end only.
@@ -225,8 +252,8 @@ class UserGenerator:
         choices = rng.choices
         bits = rng.getrandbits
         uuid_bits = ids.getrandbits
-        md5, sha1, sha256 = hashlib.md5, hashlib.sha1, hashlib.sha256
-        pairs = _SALT_PAIRS
+        md5, sha1, sha256 = _md5, _sha1, _sha256
+        b2a = binascii.b2a_base64
         pools = [self._json_pools[n] for n in nat_list]
         npools = len(pools)
         words, nwords = _WORDS_JSON, len(_WORDS_JSON)
@@ -242,93 +269,93 @@ class UserGenerator:
         reg_floor = anchor_day - int(20 * _YEAR_DAYS)
         tod_span = _DAY_MS - 1
         needs_escape = password is not None and any(c in password.alphabet for c in '"\\')
-        out: list[bytes] = []
-        append = out.append
-        for _ in range(results):
-            # uuid v4 from its own stream: set the version nibble and the RFC 4122 variant bits.
-            h = f"{(uuid_bits(128) & _UUID_CLEAR) | _UUID_SET:032x}"
-            pool = pools[int(r() * npools)] if npools > 1 else pools[0]
-            male = (gender == "male") if gender else r() < 0.5
-            if male:
-                firsts, titles = pool.male, pool.titles_male
-            else:
-                firsts, titles = pool.female, pool.titles_female
-            first, first_a = firsts[int(r() * len(firsts))]
-            last, last_a = pool.last[int(r() * len(pool.last))]
-            title = titles[int(r() * len(titles))] if len(titles) > 1 else titles[0]
-            street_no = int(r() * 9999) + 1
-            street = pool.streets[int(r() * len(pool.streets))]
-            city = pool.cities[int(r() * len(pool.cities))]
-            state = pool.states[int(r() * len(pool.states))]
-            pc = pool.postcode_pattern
-            if pc is None:
-                postcode = str(pool.postcode_lo + int(r() * pool.postcode_span))
-            else:
-                postcode = (
-                    f'"{pc.head[int(r() * len(pc.head))]}{pc.mid[int(r() * len(pc.mid))]}'
-                    f'{pc.tail[int(r() * len(pc.tail))]}"'
+        for start in range(0, results, max(chunk, 1)):
+            out: list[bytes] = []
+            append = out.append
+            for _ in range(min(chunk, results - start)):
+                # uuid v4 from its own stream: set the version nibble and the RFC 4122 variant bits.
+                h = f"{(uuid_bits(128) & _UUID_CLEAR) | _UUID_SET:032x}"
+                pool = pools[int(r() * npools)] if npools > 1 else pools[0]
+                male = (gender == "male") if gender else r() < 0.5
+                if male:
+                    firsts, titles = pool.male, pool.titles_male
+                else:
+                    firsts, titles = pool.female, pool.titles_female
+                first, first_a = firsts[int(r() * len(firsts))]
+                last, last_a = pool.last[int(r() * len(pool.last))]
+                title = titles[int(r() * len(titles))] if len(titles) > 1 else titles[0]
+                street_no = int(r() * 9999) + 1
+                street = pool.streets[int(r() * len(pool.streets))]
+                city = pool.cities[int(r() * len(pool.cities))]
+                state = pool.states[int(r() * len(pool.states))]
+                pc = pool.postcode_pattern
+                if pc is None:
+                    postcode = str(pool.postcode_lo + int(r() * pool.postcode_span))
+                else:
+                    postcode = (
+                        f'"{pc.head[int(r() * len(pc.head))]}{pc.mid[int(r() * len(pc.mid))]}'
+                        f'{pc.tail[int(r() * len(pc.tail))]}"'
+                    )
+                lat = f"{r() * 180.0 - 90.0:.4f}"
+                lon = f"{r() * 360.0 - 180.0:.4f}"
+                zone = zones[int(r() * nzones)]
+                username = f"{first_a}{last_a}{int(r() * 999) + 1}"
+                if password is None:
+                    pw, pw_json = words[int(r() * nwords)]
+                else:
+                    pw = "".join(choices(password.alphabet, k=password.min_len + int(r() * password.span)))
+                    pw_json = _js(pw) if needs_escape else '"' + pw + '"'
+                # 48 random bits -> 8 base64 characters, "+/" folded onto letters: 5x faster than choices().
+                salt = b2a(bits(48).to_bytes(6, "little"), newline=False).translate(_B64_ALNUM).decode()
+                salted = (pw + salt).encode()
+                dob_day = dob_lo + int(r() * dob_span)
+                reg_lo = max(dob_day + adult, reg_floor)
+                reg_day = reg_lo + int(r() * (anchor_day - reg_lo))
+                dob_prefix, dob_age = days[dob_day - day0]
+                reg_prefix, reg_age = days[reg_day - day0]
+                dob_ms = 1 + int(r() * tod_span)  # never exactly midnight: keeps the day table's ages exact
+                reg_ms = 1 + int(r() * tod_span)
+                # Pattern.fill, inlined: it is called three or four times per user.
+                pat = pool.phone[int(r() * len(pool.phone))] if len(pool.phone) > 1 else pool.phone[0]
+                phone = (
+                    f"{pat.head[int(r() * len(pat.head))]}{pat.mid[int(r() * len(pat.mid))]}"
+                    f"{pat.tail[int(r() * len(pat.tail))]}"
                 )
-            lat = f"{r() * 180.0 - 90.0:.4f}"
-            lon = f"{r() * 360.0 - 180.0:.4f}"
-            zone = zones[int(r() * nzones)]
-            username = f"{first_a}{last_a}{int(r() * 999) + 1}"
-            if password is None:
-                pw, pw_json = words[int(r() * nwords)]
-            else:
-                pw = "".join(choices(password.alphabet, k=password.min_len + int(r() * password.span)))
-                pw_json = _js(pw) if needs_escape else '"' + pw + '"'
-            # 48 random bits -> four 12-bit lookups of two alphanumerics each (choices() is 4x slower).
-            x = bits(48)
-            salt = pairs[x & 4095] + pairs[(x >> 12) & 4095] + pairs[(x >> 24) & 4095] + pairs[x >> 36]
-            salted = (pw + salt).encode()
-            dob_day = dob_lo + int(r() * dob_span)
-            reg_lo = max(dob_day + adult, reg_floor)
-            reg_day = reg_lo + int(r() * (anchor_day - reg_lo))
-            dob_prefix, dob_age = days[dob_day - day0]
-            reg_prefix, reg_age = days[reg_day - day0]
-            dob_ms = 1 + int(r() * tod_span)  # never exactly midnight: keeps the day table's ages exact
-            reg_ms = 1 + int(r() * tod_span)
-            # Pattern.fill, inlined: it is called three or four times per user.
-            pat = pool.phone[int(r() * len(pool.phone))] if len(pool.phone) > 1 else pool.phone[0]
-            phone = (
-                f"{pat.head[int(r() * len(pat.head))]}{pat.mid[int(r() * len(pat.mid))]}"
-                f"{pat.tail[int(r() * len(pat.tail))]}"
-            )
-            pat = pool.cell[int(r() * len(pool.cell))] if len(pool.cell) > 1 else pool.cell[0]
-            cell = (
-                f"{pat.head[int(r() * len(pat.head))]}{pat.mid[int(r() * len(pat.mid))]}"
-                f"{pat.tail[int(r() * len(pat.tail))]}"
-            )
-            idp = pool.id_pattern
-            if idp is None:
-                id_value = "null"
-            else:
-                id_value = (
-                    f'"{idp.head[int(r() * len(idp.head))]}{idp.mid[int(r() * len(idp.mid))]}'
-                    f'{idp.tail[int(r() * len(idp.tail))]}"'
+                pat = pool.cell[int(r() * len(pool.cell))] if len(pool.cell) > 1 else pool.cell[0]
+                cell = (
+                    f"{pat.head[int(r() * len(pat.head))]}{pat.mid[int(r() * len(pat.mid))]}"
+                    f"{pat.tail[int(r() * len(pat.tail))]}"
                 )
-            picture = pictures[male][int(r() * 100)]
-            append(
-                f'{{"gender":"{"male" if male else "female"}",'
-                f'"name":{{"title":{title},"first":{first},"last":{last}}},'
-                f'"location":{{"street":{{"number":{street_no},"name":{street}}},'
-                f'"city":{city},"state":{state},"country":{pool.country},"postcode":{postcode},'
-                f'"coordinates":{{"latitude":"{lat}","longitude":"{lon}"}},"timezone":{zone}}},'
-                f'"email":"{first_a}.{last_a}@example.com",'
-                f'"login":{{"uuid":"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",'
-                f'"username":"{username}","password":{pw_json},"salt":"{salt}",'
-                f'"md5":"{md5(salted).hexdigest()}","sha1":"{sha1(salted).hexdigest()}",'
-                f'"sha256":"{sha256(salted).hexdigest()}"}},'
-                f'"dob":{{"date":"{dob_prefix}{hm[dob_ms // 60000]}{dob_ms // 1000 % 60:02d}.'
-                f'{dob_ms % 1000:03d}Z","age":{dob_age}}},'
-                f'"registered":{{"date":"{reg_prefix}{hm[reg_ms // 60000]}{reg_ms // 1000 % 60:02d}.'
-                f'{reg_ms % 1000:03d}Z","age":{reg_age}}},'
-                f'"phone":"{phone}","cell":"{cell}","id":{{"name":{pool.id_name},"value":{id_value}}},'
-                f'"picture":{picture},"nat":"{pool.code}"}}'.encode()
-                # Encoding each user (not the joined page) keeps the common all-ASCII users on CPython's
-                # fast path; one Cyrillic name would otherwise widen the whole page's string to UCS-2.
-            )
-        return out
+                idp = pool.id_pattern
+                if idp is None:
+                    id_value = "null"
+                else:
+                    id_value = (
+                        f'"{idp.head[int(r() * len(idp.head))]}{idp.mid[int(r() * len(idp.mid))]}'
+                        f'{idp.tail[int(r() * len(idp.tail))]}"'
+                    )
+                picture = pictures[male][int(r() * 100)]
+                append(
+                    f'{{"gender":"{"male" if male else "female"}",'
+                    f'"name":{{"title":{title},"first":{first},"last":{last}}},'
+                    f'"location":{{"street":{{"number":{street_no},"name":{street}}},'
+                    f'"city":{city},"state":{state},"country":{pool.country},"postcode":{postcode},'
+                    f'"coordinates":{{"latitude":"{lat}","longitude":"{lon}"}},"timezone":{zone}}},'
+                    f'"email":"{first_a}.{last_a}@example.com",'
+                    f'"login":{{"uuid":"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",'
+                    f'"username":"{username}","password":{pw_json},"salt":"{salt}",'
+                    f'"md5":"{md5(salted).hexdigest()}","sha1":"{sha1(salted).hexdigest()}",'
+                    f'"sha256":"{sha256(salted).hexdigest()}"}},'
+                    f'"dob":{{"date":"{dob_prefix}{hm[dob_ms // 60000]}{dob_ms // 1000 % 60:02d}.'
+                    f'{dob_ms % 1000:03d}Z","age":{dob_age}}},'
+                    f'"registered":{{"date":"{reg_prefix}{hm[reg_ms // 60000]}{reg_ms // 1000 % 60:02d}.'
+                    f'{reg_ms % 1000:03d}Z","age":{reg_age}}},'
+                    f'"phone":"{phone}","cell":"{cell}","id":{{"name":{pool.id_name},"value":{id_value}}},'
+                    f'"picture":{picture},"nat":"{pool.code}"}}'.encode()
+                    # Encoding each user (not the joined page) keeps the common all-ASCII users on CPython's
+                    # fast path; one Cyrillic name would otherwise widen the whole page's string to UCS-2.
+                )
+            yield out
 
 
 _UUID_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)

@@ -24,7 +24,7 @@ import msgspec
 
 from userstream.errors import PortInUseError, SourceError
 from userstream.model import API_VERSION
-from userstream.source.api import Query, encode_page, render
+from userstream.source.api import Query, encode_page, render, stream, streamable
 from userstream.source.faults import ERROR_BODY, RATE_LIMIT_BODY, Fault, FaultConfig, FaultInjector
 from userstream.source.generator import DEFAULT_ANCHOR, UserGenerator
 
@@ -70,6 +70,9 @@ class SourceApp:
         query = Query.parse(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         head = scope["method"] == "HEAD"
         if self.faults is None:
+            if streamable(query) and not head:
+                await self._stream(query, send)
+                return
             out = render(query, self.generator)
             await _respond(send, 200, out.body, out.content_type.encode(), head=head)
             return
@@ -95,6 +98,21 @@ class SourceApp:
             if fault is Fault.MALFORMED:
                 body, ctype = self.faults.malformed(body)
             await _respond(send, 200, body, ctype.encode(), head=head)
+
+    async def _stream(self, query: Query, send: Send) -> None:
+        # Chunked transfer: each piece goes to the socket as soon as it is generated, so the client
+        # reads page n's first users while the rest are still being made (the transfer of ~5 MB no
+        # longer adds to the generation time). The sleep(0) lets other requests (health checks) in.
+        headers = [
+            (b"content-type", _JSON),
+            (b"access-control-allow-origin", b"*"),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for piece in stream(query, self.generator):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:
