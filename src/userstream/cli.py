@@ -137,6 +137,24 @@ def bootstrap(
         console.print(f"  {step:<18} {outcome}")
 
 
+@app.command()
+def verify(
+    wait: Annotated[float, typer.Option(help="keep auditing up to this many seconds until nothing is missing")] = 0.0,
+    grace: Annotated[float, typer.Option(help="rows landed within this many seconds count as in flight")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Audit: ids landed in Postgres = ids in Cassandra + ids in the DLQ; exit 1 on missing or duplicated ids."""
+    from userstream.monitor.audit import wait_until_drained
+
+    report = wait_until_drained(get_settings(), timeout_s=wait, grace_s=grace)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        console.print(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command("ingest")
 def ingest_cmd(
     records: Annotated[int | None, typer.Option(help="stop after this many records (whole pages)")] = None,
