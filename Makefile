@@ -18,7 +18,7 @@ install: setup
 	$(US) install
 
 run: install
-	$(US) up
+	$(US) up --demo
 
 up: install
 	$(US) up

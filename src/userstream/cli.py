@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from userstream.config import get_settings
+from userstream.config import Settings, get_settings
 from userstream.errors import UserstreamError
+
+if TYPE_CHECKING:
+    from userstream.runtime.stack import Stack
 from userstream.source.cli import app as source_app
 from userstream.source.cli import bench_source
 
@@ -44,7 +49,7 @@ class ConsoleReporter:
         console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {message}")
 
 
-def _stack(names: list[str] | None = None):  # type: ignore[no-untyped-def]
+def _stack(names: list[str] | None = None) -> Stack:
     from userstream.runtime.stack import Stack
 
     return Stack(get_settings(), names or None)
@@ -60,10 +65,28 @@ def install(services: ServicesArg = None) -> None:
 
 
 @app.command()
-def up(services: ServicesArg = None) -> None:
+def up(
+    services: ServicesArg = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="run the whole pipeline: bootstrap, ingest from the bundled source, live view; Ctrl-C stops",
+        ),
+    ] = False,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="with --demo: leave the stack up when the view is closed")
+    ] = False,
+) -> None:
     """Install what is missing and start the services in dependency order; harmless when already up."""
+    from userstream.pipeline import demo_environment
+
     reporter = ConsoleReporter()
-    stack = _stack(services)
+    if demo:
+        os.environ.update(demo_environment(get_settings()))
+        get_settings.cache_clear()
+    settings = get_settings()
+    stack = _stack(None if demo else services)
 
     def healthy(name: str, elapsed: float) -> None:
         console.print(f"[green]✓[/green] {name} healthy at {elapsed:.1f}s")
@@ -73,6 +96,31 @@ def up(services: ServicesArg = None) -> None:
     for st in stack.status():
         for label, url in st.urls.items():
             console.print(f"  {st.name:<10} {label:<14} {url}")
+    if demo:
+        _run_demo(settings, stack, reporter, keep_running)
+
+
+def _run_demo(settings: Settings, stack: Stack, reporter: ConsoleReporter, keep_running: bool) -> None:
+    from userstream.monitor.live import run_live
+    from userstream.pipeline import bootstrap as run_bootstrap
+    from userstream.pipeline import start_flow, stop_flow
+
+    reporter.step("bootstrap: topics, schemas, DDL, CDC connector, streaming job")
+    for step, outcome in run_bootstrap(settings).items():
+        console.print(f"  {step:<18} {outcome}")
+    start_flow(settings)
+    reporter.step(f"ingest DAG unpaused: {settings.ingest_rate:.0f} records/s from {settings.source_url}")
+    console.print("[bold]pipeline running[/bold] — Ctrl-C stops it (data is kept)")
+    try:
+        run_live(settings)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if not keep_running:
+            console.print("stopping: pausing ingest, then the stack")
+            with contextlib.suppress(UserstreamError, OSError):
+                stop_flow(settings)
+            stack.down(reporter)
 
 
 @app.command()

@@ -26,3 +26,28 @@ def bootstrap(settings: Settings, *, with_stream: bool = True) -> dict[str, Any]
 
         done["streaming_job"] = ensure_job_running(settings)
     return done
+
+
+def demo_environment(settings: Settings) -> dict[str, str]:
+    """Environment overrides for the demo: ingest from the bundled source unless a source URL was chosen."""
+    import os
+
+    if "USERSTREAM_SOURCE_URL" in os.environ:
+        return {}
+    return {"USERSTREAM_SOURCE_URL": f"http://{settings.bind_host}:{settings.source_port}/api/"}
+
+
+def start_flow(settings: Settings) -> None:
+    """Unpause the ingest and audit DAGs: records start to flow (bootstrap must have run)."""
+    from userstream.runtime.airflow import AirflowService
+
+    airflow = AirflowService(settings)
+    airflow.set_paused("users_ingest", False)
+    airflow.set_paused("pipeline_audit", False)
+
+
+def stop_flow(settings: Settings) -> None:
+    """Pause ingest: no new records are fetched; what is in flight still drains."""
+    from userstream.runtime.airflow import AirflowService
+
+    AirflowService(settings).set_paused("users_ingest", True)

@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -146,6 +147,26 @@ class AirflowService(Service):
         )
         resp.raise_for_status()
         return str(resp.json()["access_token"])
+
+    def set_paused(self, dag_id: str, paused: bool, wait_s: float = 120.0) -> None:
+        """Pause or unpause a DAG, waiting for the dag-processor to have parsed it first."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            resp = httpx.patch(
+                f"{self.settings.airflow_endpoint}/api/v2/dags/{dag_id}",
+                json={"is_paused": paused},
+                headers={"Authorization": f"Bearer {self.token()}"},
+                timeout=10,
+            )
+            if resp.status_code == 200:
+                return
+            if resp.status_code != 404 or time.monotonic() > deadline:
+                verb = "pause" if paused else "unpause"
+                raise ServiceError(
+                    f"could not {verb} DAG {dag_id}: HTTP {resp.status_code} {resp.text[:300]}",
+                    fix="see `userstream logs airflow`",
+                )
+            time.sleep(2)
 
     def urls(self) -> dict[str, str]:
         return {"Airflow UI": f"{self.settings.airflow_endpoint}  (user {ADMIN_USER})"}

@@ -15,6 +15,7 @@ from userstream.runtime.process import ProcessManager
 
 # name -> "module:Class"; the order is the order of `userstream status` and of installs
 SERVICE_CLASSES: dict[str, str] = {
+    "source": "userstream.runtime.source:SourceService",
     "postgres": "userstream.runtime.postgres:PostgresService",
     "kafka": "userstream.runtime.kafka:KafkaService",
     "registry": "userstream.runtime.registry:RegistryService",
