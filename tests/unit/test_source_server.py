@@ -13,8 +13,10 @@ import httpx
 import msgspec
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from userstream.model import NATIONALITIES
+from userstream.model import NATIONALITIES, ApiUser
 from userstream.source.api import Query, render
 from userstream.source.generator import UserGenerator
 from userstream.source.server import serve_in_thread
@@ -204,3 +206,37 @@ def test_streamed_body_equals_rendered_body() -> None:
         assert b"".join(stream(q, GEN, chunk=100)) == render(q, GEN).body
     assert not streamable(Query.parse([("inc", "name")]))
     assert not streamable(Query.parse([("format", "csv")]))
+
+
+PARAM_NAMES = ["results", "seed", "page", "gender", "nat", "nationality", "inc", "exc", "format", "fmt",
+               "password", "noinfo", "bogus"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    params=st.lists(
+        st.tuples(
+            st.sampled_from(PARAM_NAMES),
+            st.one_of(
+                st.text(max_size=8),
+                st.integers(-5, 60).map(str),
+                st.lists(st.sampled_from([*NATIONALITIES, "xx"]), max_size=3).map(",".join),
+                st.lists(st.sampled_from(["name", "login", "nat", "dob", "x"]), max_size=3).map(",".join),
+                st.sampled_from(["json", "pretty", "csv", "yaml", "xml", "male", "female", "upper,4-9"]),
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_any_parameter_mix_answers_and_whole_users_validate(params: list[tuple[str, str]]) -> None:
+    q = Query.parse(params)  # never raises: bad values fall back to defaults
+    assert 1 <= q.results <= 5000 and q.page >= 1
+    out = render(q, GEN)
+    assert out.body
+    if q.fmt in ("json", "pretty"):
+        doc = msgspec.json.decode(out.body)
+        assert len(doc["results"]) == q.results
+        for user in doc["results"]:
+            if not q.projected:
+                ApiUser.model_validate(user)
+            assert all(q.keep(k) for k in user)

@@ -1,13 +1,14 @@
 """Throughput of the source: generation on one core, serving over loopback, and the client end to end.
 
-Run with ``userstream source bench``. The server runs in a forked child process (one event loop thread,
-so at most one core) and the client in this process, as they would in the pipeline.
+Run with ``userstream bench source``. The server runs in a child process (one event-loop thread, so at
+most one core) and the client in this process, as they would in the pipeline.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,11 +71,11 @@ def bench_generate(generator: UserGenerator, pages: int, results: int) -> Figure
     return Figure("generated (one core)", total, wall, cpu, f"{len(body) / results:.0f} B/user JSON")
 
 
-def _child(sock_fd: int) -> None:
+def _child_main(sock_fd: int) -> None:
+    """Entry point of the benchmark's server process: serve on the inherited listening socket."""
     import socket
 
-    sock = socket.socket(fileno=sock_fd)
-    serve("127.0.0.1", 0, sock=sock, log_level="error")
+    serve("127.0.0.1", 0, sock=socket.socket(fileno=sock_fd), log_level="error")
 
 
 def _wait_ready(url: str, timeout_s: float = 30.0) -> None:
@@ -137,18 +138,18 @@ def bench_client(url: str, pages: int, results: int) -> Figure:
 
 def run_bench(pages: int = 10, results: int = 5000, url: str | None = None) -> list[Figure]:
     """All figures. With ``url`` the serving/client figures use that server instead of a local child."""
-    generator = UserGenerator()  # builds the pools here, so the forked server starts warm
+    generator = UserGenerator()
     figures = [bench_generate(generator, pages, results)]
-    proc = None
+    proc: subprocess.Popen[bytes] | None = None
     server_pid = 0
     if url is None:
         sock = bind_socket("127.0.0.1", 0)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/"
-        # fork: the child inherits the listening socket and the already built pools.
-        proc = multiprocessing.get_context("fork").Process(target=_child, args=(sock.fileno(),), daemon=True)
-        proc.start()
+        # A fresh interpreter (not fork: this process may have threads) that inherits the bound socket.
+        code = f"from userstream.source.bench import _child_main; _child_main({sock.fileno()})"
+        proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(sock.fileno(),))
         sock.close()
-        server_pid = proc.pid or 0
+        server_pid = proc.pid
     try:
         _wait_ready(url)
         figures.append(bench_serve(url, server_pid, pages, results, connections=1))
@@ -156,7 +157,11 @@ def run_bench(pages: int = 10, results: int = 5000, url: str | None = None) -> l
     finally:
         if proc is not None:
             proc.terminate()
-            proc.join(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     if not server_pid:  # an external server: its CPU time is not ours to measure
         f = figures[1]
         figures[1] = Figure(f.name, f.users, f.wall_s, None, f.note.replace("; cpu = server process", ""))
