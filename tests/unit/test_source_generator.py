@@ -42,6 +42,7 @@ def _check_user(raw: dict[str, object], gen: UserGenerator = GEN) -> ApiUser:
     for part in (user.dob, user.registered):
         assert part.date.tzinfo is not None
         assert part.age == _age_at(gen.anchor, part.date.astimezone(UTC))
+        assert part.age == gen.age_at_anchor(part.date)
     assert ISO_MS_Z.match(raw["dob"]["date"])  # type: ignore[index]
     assert ISO_MS_Z.match(raw["registered"]["date"])  # type: ignore[index]
     assert 17 <= user.dob.age <= 80 and 0 <= user.registered.age <= 20
