@@ -69,6 +69,14 @@ class RateLimiter:
         self.sent += n
 
 
+def page_size_for(rate: float | None, largest: int) -> int:
+    """Pages of about a quarter second of records: small pages keep latency low at modest rates,
+    the largest page keeps overhead low flat out."""
+    if not rate:
+        return largest
+    return max(1, min(largest, max(100, int(rate / 4))))
+
+
 def next_page(conn: psycopg.Connection[tuple[Any, ...]], seed: str) -> int:
     """The page after the last one any run of this seed has landed."""
     row = conn.execute("SELECT max(last_page) FROM staging.ingest_runs WHERE seed = %s", (seed,)).fetchone()
@@ -95,7 +103,7 @@ def ingest(
     if max_records is None and duration_s is None:
         raise ValueError("ingest needs a bound: max_records or duration_s")
     seed = seed or settings.source_seed
-    page_size = page_size or settings.source_page_size
+    page_size = page_size or page_size_for(rate, settings.source_page_size)
     if max_records is not None:
         page_size = max(1, min(page_size, max_records))
     own_source = source is None
