@@ -203,6 +203,24 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command()
+def dashboard() -> None:
+    """Serve the monitoring dashboard and Prometheus /metrics (foreground; `up` also runs it as a service)."""
+    from userstream.monitor.server import serve
+
+    serve(get_settings(), announce=lambda line: console.print(line, soft_wrap=True))
+
+
+@app.command()
+def watch(
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
+) -> None:
+    """Live terminal view of records per stage, with rates; Ctrl-C to stop."""
+    from userstream.monitor.live import run_live
+
+    run_live(get_settings(), interval_s=interval)
+
+
 @app.command("ingest")
 def ingest_cmd(
     records: Annotated[int | None, typer.Option(help="stop after this many records (whole pages)")] = None,

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # --- monitor -------------------------------------------------------------------------
     dashboard_port: int = 8000
     dashboard_token: str | None = None
+    dashboard_require_token: bool = Field(True, description="false: the dashboard and /metrics are open")
+    dashboard_count_interval_s: float = Field(
+        15.0, gt=0, description="least seconds between exact row counts of big tables (Cassandra, Postgres)"
+    )
 
     # --- derived paths -------------------------------------------------------------------
     @property
