@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 US := $(VENV)/bin/userstream
 PYTHON ?= python3
 
-.PHONY: setup install run up down status test test-unit lint bench clean
+.PHONY: setup install run up down status test test-unit lint bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ lint: setup
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit -q
 
-test: install lint
+# Debian's chromium for the dashboard's browser test (Playwright drives it; it never downloads a browser)
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "warning: chromium could not be installed: the browser test will be skipped"
+
+test: install lint browser
 	$(VENV)/bin/pytest tests -q
 
 clean:

@@ -104,3 +104,37 @@ def test_spark_lag_from_broker_end_offsets_or_job_figure() -> None:
     assert lags["spark:sink"].lag == 50 and lags["spark:sink"].topic == "users.raw"
     assert lags["spark:agg"].lag == 7
     assert "spark:idle" not in lags
+
+
+def test_document_as_the_job_writes_it() -> None:
+    # shape of userstream.stream.progress.ProgressTracker.snapshot(), with its extra keys
+    doc = {
+        "version": 1,
+        "updated_at": "2026-01-01T00:00:10.000Z",
+        "state": "failed",
+        "error": "StreamingQueryException: boom",
+        "job": {"app": "userstream-stream", "started_at": "2026-01-01T00:00:00.000Z"},
+        "queries": {
+            "users": {
+                "batch_id": 3,
+                "timestamp": "2026-01-01T00:00:09.000Z",
+                "num_input_rows": 10,
+                "input_rows_per_second": None,
+                "processed_rows_per_second": 12.5,
+                "batch_duration_ms": 800,
+                "offsets_behind": None,
+                "end_offsets": {"users.raw": {"0": 4, "1": 6}},
+                "watermark": "2026-01-01T00:00:00.000Z",
+            }
+        },
+        "totals": {"valid": 9, "dlq": 1},
+        "recent_batches": [{"query": "users", "batch_id": 3, "rows": 10, "duration_ms": None, "ts": "x"}],
+        "latency_ms": {"p50": 300.0, "p95": None, "p99": 900.5, "rows": 9},
+    }
+    section = parse_progress(doc, now=1767225612.0)
+    assert section.job_state == "failed" and section.job_error == "StreamingQueryException: boom"
+    assert section.progress_age_s == 2.0
+    assert section.latency_ms == {"p50": 300.0, "p99": 900.5}  # "rows" is not a percentile
+    assert section.queries[0].processed_rows_per_second == 12.5
+    assert section.recent_batches[0].duration_ms is None
+    assert parse_progress({**doc, "latency_ms": None}).latency_ms == {}

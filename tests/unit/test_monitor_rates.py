@@ -37,6 +37,12 @@ def test_counter_not_remeasured_carries_the_previous_rate() -> None:
     assert stage.rate == 150.0
 
 
+def test_rate_of_a_measurement_that_stopped_refreshing_expires() -> None:
+    previous = _snap(_stage(400, 12.0, rate=150.0))
+    assert apply_rates(previous, [_stage(400, 12.0)], now=100.0)[0].rate == 150.0
+    assert apply_rates(previous, [_stage(400, 12.0)], now=200.0)[0].rate is None
+
+
 def test_idle_counter_has_zero_rate() -> None:
     (stage,) = apply_rates(_snap(_stage(400, 12.0, rate=150.0)), [_stage(400, 14.0)])
     assert stage.rate == 0.0

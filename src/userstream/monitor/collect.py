@@ -65,7 +65,7 @@ ALL_SECTIONS = ("ingest", "postgres", "kafka", "registry", "spark", "cassandra",
 COUNT_SECTIONS = ("ingest", "postgres", "kafka", "spark", "cassandra")
 
 # DLQ header names that may carry the failure reason, most specific first
-_REASON_HEADERS = ("reason", "dlq.reason", "error", "error.message", "x-reason", "exception")
+_REASON_HEADERS = ("dlq.reason", "reason", "error", "error.message", "x-reason", "exception")
 
 T = TypeVar("T")
 
@@ -308,7 +308,7 @@ class Collector:
             update={"lags": [*snap.kafka.lags, *spark_lags(snap.spark, snap.kafka)]}, deep=True
         )
         stages = build_stages(snap, self.settings.users_topic, self.settings.dlq_topic)
-        snap.stages = apply_rates(self.previous, stages)
+        snap.stages = apply_rates(self.previous, stages, now=snap.taken_at)
         snap.collect_ms = (time.monotonic() - t0) * 1000.0
         return snap
 
@@ -502,7 +502,9 @@ class Collector:
                     if msg.error().code() == -191:  # _PARTITION_EOF: that partition is read to its end
                         remaining.discard(msg.partition())
                     continue
-                reasons[_reason_from_headers(msg.headers())] += 1
+                # one record may break several rules, joined by "; ": count each rule
+                for reason in _reason_from_headers(msg.headers()).split("; "):
+                    reasons[reason] += 1
                 if msg.offset() + 1 >= dlq.partitions.get(msg.partition(), 0):
                     remaining.discard(msg.partition())
         finally:

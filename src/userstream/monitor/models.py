@@ -175,6 +175,8 @@ class SparkSection(Section):
     progress_error: str | None = Field(None, description="progress.json missing or unreadable")
     updated_at: str | None = None
     progress_age_s: float | None = None
+    job_state: str | None = Field(None, description="the job's own state: starting, running, failed, ...")
+    job_error: str | None = None
     queries: list[SparkQuery] = Field(default_factory=list)
     total_valid: int | None = None
     total_dlq: int | None = None

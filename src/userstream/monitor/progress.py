@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,8 @@ from userstream.config import Settings
 from userstream.monitor.models import SparkBatch, SparkQuery, SparkSection
 
 __all__ = ["parse_progress", "progress_path", "read_progress"]
+
+_PERCENTILE = re.compile(r"^p\d{1,3}(\.\d+)?$")
 
 
 def progress_path(settings: Settings) -> Path:
@@ -96,6 +99,8 @@ def parse_progress(data: Any, *, now: float | None = None) -> SparkSection:
         section.progress_error = "progress.json is not a JSON object"
         return section
     section.updated_at = _str(data.get("updated_at"))
+    section.job_state = _str(data.get("state"))
+    section.job_error = _str(data.get("error"))
     updated = _timestamp(data.get("updated_at"))
     if updated is not None:
         section.measured_at = updated
@@ -135,7 +140,10 @@ def parse_progress(data: Any, *, now: float | None = None) -> SparkSection:
                 )
     latency = data.get("latency_ms")
     if isinstance(latency, dict):
-        section.latency_ms = {str(k): v for k, raw in latency.items() if (v := _float(raw)) is not None}
+        # percentiles only ("p50", "p99", ...): the job may add other keys, such as the rows measured
+        section.latency_ms = {
+            str(k): v for k, raw in latency.items() if _PERCENTILE.match(str(k)) and (v := _float(raw)) is not None
+        }
     return section
 
 

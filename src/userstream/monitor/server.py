@@ -41,6 +41,7 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print, show_t
     if show_token or not settings.dashboard_require_token:
         announce(f"dashboard: {dashboard_url(settings)}")
     else:
-        announce(f"dashboard: {dashboard_url(settings, with_token=False)}?token=<{token_file(settings)}>")
+        base = dashboard_url(settings, with_token=False)
+        announce(f"dashboard: {base}  (open it with ?token=<the token in {token_file(settings)}>)")
     # access logs off: the page polls every 2 s and would flood the log
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")

@@ -29,7 +29,11 @@ def build_stages(snap: PipelineSnapshot, users_topic: str, dlq_topic: str) -> li
             snap.kafka.measured_at,
             kafka_error or (users_offsets.error if users_offsets else None),
         ),
-        "spark": (spark_count, spark.measured_at, spark.progress_error),
+        "spark": (
+            spark_count,
+            spark.measured_at,
+            spark.progress_error or (spark.job_error if spark.job_state == "failed" else None),
+        ),
         "cassandra": (
             snap.cassandra.users,
             snap.cassandra.users_measured_at,
@@ -51,12 +55,19 @@ def build_stages(snap: PipelineSnapshot, users_topic: str, dlq_topic: str) -> li
     return out
 
 
-def apply_rates(previous: PipelineSnapshot | None, stages: list[StageStat]) -> list[StageStat]:
+def apply_rates(
+    previous: PipelineSnapshot | None,
+    stages: list[StageStat],
+    *,
+    now: float | None = None,
+    max_carry_s: float = 120.0,
+) -> list[StageStat]:
     """Fill ``rate`` (records/s) from the difference with the previous snapshot.
 
     Rates use each counter's own measurement time, not the snapshot time: a cached count (Cassandra's is
     refreshed every few seconds) would otherwise read as 0/s then as a spike. When a counter was not
-    re-measured since the previous snapshot, its previous rate is carried over.
+    re-measured since the previous snapshot, its previous rate is carried over, but not for a measurement
+    older than ``max_carry_s`` at ``now`` (a streaming job that stopped reporting has no current rate).
     """
     out = []
     for stage in stages:
@@ -69,7 +80,7 @@ def apply_rates(previous: PipelineSnapshot | None, stages: list[StageStat]) -> l
                 delta = (stage.count or 0) - (prev.count or 0)
                 # a counter going down means a reset (new data dir, truncated table): no rate
                 rate = delta / dt if delta >= 0 else None
-            elif dt == 0:
+            elif dt == 0 and (now is None or now - stage.measured_at <= max_carry_s):
                 rate = prev.rate
         out.append(stage.model_copy(update={"rate": rate}))
     return out

@@ -199,7 +199,12 @@ function renderKafka(snap, settingsTopics) {
 
 function renderSpark(snap) {
   const spark = snap.spark || {};
-  const errors = [spark.error, spark.progress_error, spark.master_error ? `master: ${spark.master_error}` : null].filter(Boolean);
+  const errors = [
+    spark.error,
+    spark.progress_error,
+    spark.job_error ? `job: ${spark.job_error}` : null,
+    spark.master_error ? `master: ${spark.master_error}` : null,
+  ].filter(Boolean);
   $("spark-error").textContent = errors.join("\n");
   fillRows(
     $("spark-queries"),
@@ -232,6 +237,7 @@ function renderSpark(snap) {
   }
   const lat = spark.latency_ms || {};
   kvs($("spark-kvs"), [
+    ["job state", spark.job_state || "n/a"],
     ["written (valid)", fmtInt(spark.total_valid)],
     ["to DLQ", fmtInt(spark.total_dlq)],
     ["job latency p50", fmtMs(lat.p50)],
