@@ -69,6 +69,8 @@ _REASON_HEADERS = ("dlq.reason", "reason", "error", "error.message", "x-reason",
 
 T = TypeVar("T")
 
+_COUNT_PROFILE = "userstream-monitor-count"
+
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
@@ -576,17 +578,25 @@ class Collector:
     def _cassandra(self) -> Any:
         with self._cass_lock:
             if self._cass_session is None:
-                from cassandra.cluster import Cluster
+                from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 
                 s = self.settings
                 if s.cassandra_contact_points is None and not tcp_open(s.bind_host, s.cassandra_port, 1.0):
                     raise ConnectionError(f"Cassandra {s.bind_host}:{s.cassandra_port} unreachable")
                 logging.getLogger("cassandra").setLevel(logging.ERROR)  # no reconnect warnings in our log
+                # short client timeouts for the page's queries; a long one for the background count
+                profiles = {
+                    EXEC_PROFILE_DEFAULT: ExecutionProfile(request_timeout=5.0),
+                    _COUNT_PROFILE: ExecutionProfile(request_timeout=60.0),
+                }
                 cluster = Cluster(
-                    s.cassandra_hosts, port=s.cassandra_port, connect_timeout=3, control_connection_timeout=3
+                    s.cassandra_hosts,
+                    port=s.cassandra_port,
+                    connect_timeout=3,
+                    control_connection_timeout=3,
+                    execution_profiles=profiles,
                 )
                 self._cass_session = cluster.connect()
-                self._cass_session.default_timeout = 5.0
             return self._cass_session
 
     def _count_cassandra(self) -> int:
@@ -597,11 +607,12 @@ class Collector:
         session = self._cassandra()
         ks = self.settings.cassandra_keyspace
         stmt = session.prepare(f"SELECT count(*) FROM {ks}.created_users WHERE token(id) > ? AND token(id) <= ?")
-        stmt.timeout = 60.0
         lo, hi, splits = -(2**63), 2**63 - 1, 64
         step = (hi - lo) // splits
         bounds = [(lo + i * step, hi if i == splits - 1 else lo + (i + 1) * step) for i in range(splits)]
-        results = execute_concurrent_with_args(session, stmt, bounds, concurrency=2, raise_on_first_error=True)
+        results = execute_concurrent_with_args(
+            session, stmt, bounds, concurrency=2, raise_on_first_error=True, execution_profile=_COUNT_PROFILE
+        )
         return sum(int(r.result_or_exc.one()[0]) for r in results)
 
     def _collect_cassandra_all(self) -> _CassandraResult:
@@ -628,9 +639,14 @@ class Collector:
         if count is None and count_error is None:
             section.count_error = "counting..."
         # the clustering order is window_start DESC: PER PARTITION LIMIT reads each country's newest windows
-        rows = session.execute(
-            f"SELECT country, window_start, window_end, users FROM {ks}.users_by_country_minute PER PARTITION LIMIT 2"
-        )
+        try:
+            rows = session.execute(
+                f"SELECT country, window_start, window_end, users FROM {ks}.users_by_country_minute "
+                "PER PARTITION LIMIT 2"
+            )
+        except Exception as exc:  # the aggregate table is optional for the rest of the section
+            section.windows_error = _short(exc)
+            rows = []
         windows = [
             CountryWindow(country=r.country, window_start=_epoch(r.window_start) or 0.0,
                           window_end=_epoch(r.window_end), users=int(r.users or 0))

@@ -42,14 +42,17 @@ def render_snapshot(snap: PipelineSnapshot) -> RenderableType:
         )
     spark = snap.spark
     lags = ", ".join(f"{lag.consumer} {lag.lag:,}" for lag in snap.kafka.lags if lag.lag is not None) or "n/a"
+    stale = [name for name in ("ingest", "postgres", "kafka", "spark", "cassandra") if getattr(snap, name).stale]
     latency = spark.latency_ms
     parts = [
         f"updated {datetime.fromtimestamp(snap.taken_at).strftime('%H:%M:%S')}",
         f"collect {snap.collect_ms:.0f} ms",
-        f"Spark lag: {lags}",
+        f"consumer lag: {lags}",
         f"latency p50/p99: {_num(latency.get('p50'))}/{_num(latency.get('p99'))} ms",
         "Ctrl-C to stop",
     ]
+    if stale:
+        parts.insert(2, f"slow: {', '.join(stale)} (previous values)")
     return Group(table, Text("  ·  ".join(parts), style="dim"))
 
 

@@ -214,6 +214,7 @@ class CassandraSection(Section):
     count_method: str = ""
     count_error: str | None = None
     latest_windows: list[CountryWindow] = Field(default_factory=list)
+    windows_error: str | None = None
     latest_users: list[StoredUser] = Field(default_factory=list)
 
 

@@ -380,7 +380,7 @@ function renderCassandra(snap) {
     $("windows"),
     (cas.latest_windows || []).map((w) => [w.country, `${fmtTime(w.window_start)} – ${fmtTime(w.window_end)}`, { v: fmtInt(w.users), cls: "num" }]),
     3,
-    cas.error ? "Cassandra unavailable" : "no windows yet",
+    cas.error ? "Cassandra unavailable" : cas.windows_error || "no windows yet",
   );
 }
 
