@@ -58,7 +58,8 @@ class DashboardService(Service):
     def health(self) -> Health:
         url = f"http://{self.settings.bind_host}:{self.settings.dashboard_port}/healthz"
         try:
-            response = httpx.get(url, timeout=2.0)
+            # plain HTTP on loopback: verify=False spares loading the CA bundle (~20 ms CPU) at every probe
+            response = httpx.get(url, timeout=2.0, verify=False)
         except httpx.HTTPError as exc:
             return Health(False, f"{url}: {type(exc).__name__}")
         if response.status_code != 200:
