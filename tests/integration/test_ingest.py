@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -33,7 +34,7 @@ def count(conn: psycopg.Connection[tuple[object, ...]], sql: str, *args: object)
 def test_ingest_lands_pages_and_a_replay_lands_nothing(
     pg: psycopg.Connection[tuple[object, ...]], settings: Settings
 ) -> None:
-    seed = "ingest-replay"
+    seed = f"ingest-replay-{uuid.uuid4().hex[:8]}"
     with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=500) as client:
         first = ingest(settings, max_records=2000, seed=seed, page_size=500, source=client)
         assert (first.requested, first.landed, first.duplicates, first.rejected) == (2000, 2000, 0, 0)
@@ -53,7 +54,7 @@ def test_ingest_lands_pages_and_a_replay_lands_nothing(
 def test_bad_records_are_quarantined_with_reasons(
     pg: psycopg.Connection[tuple[object, ...]], settings: Settings
 ) -> None:
-    seed = "ingest-faults"
+    seed = f"ingest-faults-{uuid.uuid4().hex[:8]}"
     before = count(pg, "SELECT count(*) FROM staging.rejected WHERE source LIKE %s", f"seed={seed} %")
     faults = FaultConfig(bad_record_rate=0.05, error_rate=0.1, rate_limit_rate=0.05, retry_after_s=0.05,
                          malformed_rate=0.05, empty_rate=0.05, seed=7)  # fmt: skip

@@ -67,3 +67,17 @@ def test_schema_apply_is_idempotent(pg: psycopg.Connection[tuple[object, ...]], 
     assert pg.execute("SELECT count(*) FROM staging.users").fetchone() == before
     pubs = pg.execute("SELECT pubname FROM pg_publication").fetchall()
     assert ("userstream_users",) in pubs
+
+
+def test_copy_escaping_round_trips_awkward_text(pg: psycopg.Connection[tuple[object, ...]]) -> None:
+    base = make_user(3)
+    awkward = "tab\there\\back\nnew\rret é ü 東京 \\N"
+    row = UserRow(**{**base.row.as_db_dict(), "id": uuid.uuid4(), "first_name": awkward, "last_name": "\\"})
+    raw = json.dumps({"name": awkward, "nul": "a\x00b"})
+    assert land_batch(pg, [LandedUser(row=row, raw_json=raw)]).landed == 1
+    stored = pg.execute(
+        "SELECT first_name, last_name, raw::text FROM staging.users WHERE id = %s", (row.id,)
+    ).fetchone()
+    assert stored is not None
+    assert stored[0] == awkward and stored[1] == "\\"
+    assert json.loads(str(stored[2]))["name"] == awkward

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -49,8 +50,9 @@ def land_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS _landing (LIKE staging.users INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             with cur.copy(f"COPY _landing ({_COLS_SQL}) FROM STDIN") as copy:
-                for user in users:
-                    copy.write_row((*user.row.as_db_tuple(), user.raw_json))
+                # formatted here, not with write_row: ~10x less Python per row on the hot path
+                for start in range(0, len(users), 1000):
+                    copy.write("".join([_copy_line(u) for u in users[start : start + 1000]]))
             # DISTINCT ON: one page may repeat an id; the first copy wins, like a second page would
             cur.execute(
                 f"INSERT INTO staging.users ({_COLS_SQL}) "
@@ -63,6 +65,25 @@ def land_batch(
                 for rec in rejected:
                     copy.write_row((rec.reason, _text_safe(rec.raw), rec.source))
     return LandResult(landed=landed, duplicates=len(users) - landed, rejected=len(rejected))
+
+
+def _copy_field(value: object) -> str:
+    """One field in COPY's text format."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text or "\n" in text or "\r" in text or "\x00" in text:
+        text = text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\x00", "")
+    return text
+
+
+def _copy_line(user: LandedUser) -> str:
+    row = user.row
+    fields = [_copy_field(getattr(row, c)) for c in UserRow.COLUMNS]
+    fields.append(_copy_field(user.raw_json))
+    return "\t".join(fields) + "\n"
 
 
 def _text_safe(value: str) -> str:

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS staging.users (
     nat             text        NOT NULL,
     fetched_at      timestamptz NOT NULL,
     landed_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
-    raw             jsonb       NOT NULL
+    raw             json        NOT NULL  -- json, not jsonb: kept as received, no binary conversion cost
 );
 
 -- Records that failed validation: kept with the reason, never dropped.
