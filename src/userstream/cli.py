@@ -33,6 +33,11 @@ bench_app = typer.Typer(help="Benchmarks that print their figures (and targets) 
 app.add_typer(bench_app, name="bench")
 app.add_typer(source_app, name="source")
 bench_app.command("source")(bench_source)
+from userstream.stream.cli import app as stream_app  # noqa: E402  (kept next to its registration)
+from userstream.stream.cli import bench_stream  # noqa: E402
+
+app.add_typer(stream_app, name="stream")
+bench_app.command("stream")(bench_stream)
 
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="services to act on (default: all, with their dependencies)")

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     spark_daemon_memory: str = Field("512m", description="heap of the master and worker daemons")
     spark_trigger_interval: str = "2 seconds"
     spark_max_offsets_per_trigger: int = 200_000
+    stream_cores_max: int = Field(1, ge=1, description="spark.cores.max of the streaming job (of 2 worker cores)")
+    stream_watermark: str = Field("10 minutes", description="lateness allowed in users_by_country_minute")
 
     # --- Airflow -------------------------------------------------------------------------
     airflow_url: str | None = None

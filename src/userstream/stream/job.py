@@ -1,0 +1,452 @@
+"""The Spark Structured Streaming job: users topic -> decode -> validate -> Cassandra / DLQ, plus aggregates.
+
+Two queries in one application (driver = this module, under ``spark-submit``):
+
+``users``
+    Kafka ``settings.users_topic`` -> ``foreachBatch``: split the Confluent frame, decode each writer schema
+    id with ``from_avro`` (schemas fetched from the registry once), validate, then write valid rows to
+    ``created_users``, rejected records (original key/value bytes, reason + source coordinates in headers)
+    to ``settings.dlq_topic``, and (id, nat, fetched_at) of valid rows to the job's accepted topic.
+``country_minute``
+    accepted topic -> watermark on fetched_at -> drop duplicate ids within the watermark -> count per
+    (nat, 1-minute window) -> update mode -> upsert ``users_by_country_minute``.
+
+Why two queries: a streaming aggregation needs a streaming DataFrame, and records whose writer schema can
+change mid-stream can only be decoded batch by batch. The accepted topic hands the decoded, validated rows
+to a native event-time aggregation (exactly-once state in the checkpoint); replays of the users query can
+re-send rows to it, which the dedup on id absorbs. Every write is an upsert by natural key, so a replayed
+micro-batch rewrites the same rows: no loss, no duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import operator
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from functools import reduce
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.avro.functions import from_avro
+from pyspark.sql.streaming.listener import (
+    QueryIdleEvent,
+    QueryProgressEvent,
+    QueryStartedEvent,
+    QueryTerminatedEvent,
+    StreamingQueryListener,
+)
+from pyspark.sql.streaming.query import StreamingQuery
+
+from userstream.config import Settings
+from userstream.stream import rules
+from userstream.stream.control import JobPaths, accepted_topic, job_paths
+from userstream.stream.progress import ProgressTracker
+from userstream.stream.registry import SchemaCache, registry_fetcher, subject_schema_ids
+
+log = logging.getLogger("userstream.stream")
+
+USERS_QUERY = "users"
+AGGREGATE_QUERY = "country_minute"
+CASSANDRA = "org.apache.spark.sql.cassandra"
+USERS_TABLE = "created_users"
+AGGREGATE_TABLE = "users_by_country_minute"
+META = ("key", "value", "topic", "partition", "offset", "timestamp")
+ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # the session time zone is UTC
+
+
+# --- decoding ---------------------------------------------------------------------------------------------
+def split_frame(raw: DataFrame) -> DataFrame:
+    """Kafka rows + ``schema_id`` (null unless Confluent-framed) + ``payload`` + ``frame_reason``."""
+    value = F.col("value")
+    framed = value.isNotNull() & (F.length(value) >= rules.HEADER_SIZE) & (F.hex(F.substring(value, 1, 1)) == "00")
+    schema_id = F.when(framed, F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("long"))
+    payload = F.when(framed, F.expr(f"substring(value, {rules.HEADER_SIZE + 1})"))
+    reason = F.when(value.isNull(), F.lit(rules.REASON_NULL_VALUE)).when(~framed, F.lit(rules.REASON_NOT_FRAMED))
+    return raw.select(*META, schema_id.alias("schema_id"), payload.alias("payload"), reason.alias("frame_reason"))
+
+
+def decode(framed: DataFrame, schemas: dict[int, str], fields: dict[int, tuple[str, ...]]) -> DataFrame:
+    """Each row read with ``from_avro`` and its own writer schema, projected to our columns, in one pass.
+
+    One struct column per known schema id (null on the other rows), then each of our columns is the
+    coalesce of that field over the structs that have it. One pass matters: a union of per-id groups would
+    read the micro-batch from Kafka once per group. Rows with no frame, or an id not in ``schemas``, get
+    every column null and a ``decode_reason``; ``unknown_id`` marks the framed ones (to ask the registry).
+    """
+    sid = F.col("schema_id")
+    structs = {
+        k: F.when(sid == k, from_avro(F.col("payload"), text, {"mode": "PERMISSIVE"})).alias(f"_r{k}")
+        for k, text in sorted(schemas.items())
+    }
+    step = framed.select(*framed.columns, *structs.values())
+
+    def field(k: int, name: str) -> Column:
+        return F.col(f"_r{k}")[name]
+
+    columns = []
+    for c in rules.COLUMNS:
+        found = [field(k, c).cast("string") for k in structs if c in fields[k]]
+        columns.append((F.coalesce(*found) if found else F.lit(None).cast("string")).alias(c))
+    found_ts = [field(k, rules.SOURCE_TS_FIELD).cast("long") for k in structs if rules.SOURCE_TS_FIELD in fields[k]]
+    source_ts = F.coalesce(*found_ts) if found_ts else F.lit(None).cast("long")
+    known = list(structs)
+    unknown = sid.isNotNull() & (~sid.isin(known) if known else F.lit(True))
+    failed = []
+    for k in structs:
+        # PERMISSIVE yields a row of nulls (not a null struct) for bytes that are not this schema's Avro
+        every_null = F.col(f"_r{k}").isNull()
+        if fields[k]:
+            every_null = every_null | reduce(operator.and_, [field(k, name).isNull() for name in fields[k]])
+        failed.append(F.when((sid == k) & every_null, F.lit(rules.undecodable(k))))
+    reason = F.coalesce(
+        F.col("frame_reason"),
+        F.when(unknown, F.concat(F.lit("unknown schema id "), sid.cast("string"))),
+        *failed,
+    )
+    meta = [F.col(c) for c in (*META, "schema_id")]
+    return step.select(
+        *meta, *columns, source_ts.alias("source_ts_ms"), reason.alias("decode_reason"), unknown.alias("unknown_id")
+    )
+
+
+# --- validation -------------------------------------------------------------------------------------------
+def _ts(column: str) -> Column:
+    return F.col(column).cast("timestamp")
+
+
+def problems(c: str) -> Column:
+    """The reason column ``c`` fails (null when fine); mirrors :func:`rules.record_problems`."""
+    col = F.col(c)
+    check: Column | None = None
+    message = ""
+    if c == "id":
+        check, message = col.rlike(rules.java_regex(rules.UUID_PATTERN)), rules.REASON_BAD_ID
+    elif c == "email":
+        check = (F.length(col) <= rules.EMAIL_MAX_LENGTH) & col.rlike(rules.java_regex(rules.EMAIL_PATTERN))
+        message = rules.REASON_BAD_EMAIL
+    elif c == "nat":
+        check, message = col.rlike(rules.java_regex(rules.NAT_PATTERN)), rules.REASON_BAD_NAT
+    elif c in rules.DATE_COLUMNS:
+        check = col.rlike(rules.java_regex(rules.DATETIME_PATTERN)) & _ts(c).isNotNull()
+        message = rules.unparseable(c)
+    reason = F.when(col.isNull(), F.lit(rules.missing(c)))
+    if check is not None:
+        reason = reason.when(~check, F.lit(message))
+    return reason
+
+
+def validate(decoded: DataFrame) -> DataFrame:
+    """Adds ``reason``: the decode failure, else every rule broken (joined), else null (valid)."""
+    rule_reasons = F.concat_ws(rules.REASON_SEPARATOR, *[problems(c) for c in rules.COLUMNS])
+    reason = F.coalesce(F.col("decode_reason"), F.nullif(rule_reasons, F.lit("")))
+    return decoded.withColumn("reason", reason)
+
+
+# --- sinks ------------------------------------------------------------------------------------------------
+def users_rows(valid: DataFrame, processed_at: datetime) -> DataFrame:
+    """``created_users`` rows: dates normalised to ISO-8601 UTC with milliseconds (``UserRow.as_json_dict``)."""
+    cols = []
+    for c in rules.COLUMNS:
+        if c == "fetched_at":
+            cols.append(_ts(c).alias(c))
+        elif c in rules.DATE_COLUMNS:
+            cols.append(F.date_format(_ts(c), ISO_MS).alias(c))
+        else:
+            cols.append(F.col(c))
+    return valid.select(*cols, F.lit(processed_at).alias("processed_at"))
+
+
+def dlq_rows(invalid: DataFrame, failed_at: str) -> DataFrame:
+    """Original key/value bytes; reason and source coordinates as headers (mirrors :func:`rules.dlq_headers`)."""
+    values: dict[str, Column] = {
+        rules.HEADER_REASON: F.col("reason"),
+        rules.HEADER_TOPIC: F.col("topic"),
+        rules.HEADER_PARTITION: F.col("partition").cast("string"),
+        rules.HEADER_OFFSET: F.col("offset").cast("string"),
+        rules.HEADER_TIMESTAMP: F.unix_millis(F.col("timestamp")).cast("string"),
+        rules.HEADER_SCHEMA_ID: F.col("schema_id").cast("string"),
+        rules.HEADER_FAILED_AT: F.lit(failed_at),
+    }
+    headers = F.array(
+        *[F.struct(F.lit(n).alias("key"), values[n].cast("binary").alias("value")) for n in rules.HEADER_NAMES]
+    )
+    present = F.filter(headers, lambda h: h["value"].isNotNull())
+    return invalid.select("key", "value", present.alias("headers"))
+
+
+def accepted_rows(valid: DataFrame) -> DataFrame:
+    body = F.struct(F.col("id"), F.col("nat"), F.date_format(_ts("fetched_at"), ISO_MS).alias("fetched_at"))
+    return valid.select(F.col("id").alias("key"), F.to_json(body).alias("value"))
+
+
+class UsersBatch:
+    """The ``foreachBatch`` function of the users query."""
+
+    def __init__(self, settings: Settings, schemas: SchemaCache, tracker: ProgressTracker) -> None:
+        self.settings = settings
+        self.schemas = schemas
+        self.tracker = tracker
+        self.accepted = accepted_topic(settings)
+
+    def _prepare(self, framed: DataFrame) -> DataFrame:
+        known = self.schemas.known
+        fields = {i: self.schemas.fields(i) for i in known}
+        checked = validate(decode(framed, known, fields))
+        return checked.persist(StorageLevel.MEMORY_AND_DISK)
+
+    def _stats(self, checked: DataFrame, processed_at: datetime) -> Any:
+        valid = F.col("reason").isNull()
+        latency = (F.lit(int(processed_at.timestamp() * 1000)) - F.unix_millis(_ts("fetched_at"))).cast("double")
+        return checked.agg(
+            F.count(F.when(valid, 1)).alias("valid"),
+            F.count(F.when(~valid, 1)).alias("invalid"),
+            F.collect_set(F.when(F.col("unknown_id"), F.col("schema_id"))).alias("unknown_ids"),
+            F.percentile_approx(F.when(valid, latency), [0.5, 0.95, 0.99], 1000).alias("latency"),
+        ).collect()[0]
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        processed_at = datetime.now(UTC)
+        framed = split_frame(batch)
+        checked = self._prepare(framed)
+        try:
+            stats = self._stats(checked, processed_at)
+            if stats["unknown_ids"] and self.schemas.lookup(int(i) for i in stats["unknown_ids"]):
+                # a new writer schema (evolution) appeared in this batch: decode again with it
+                checked.unpersist()
+                checked = self._prepare(framed)
+                stats = self._stats(checked, processed_at)
+            n_valid, n_invalid = int(stats["valid"]), int(stats["invalid"])
+            valid = checked.filter(F.col("reason").isNull())
+            if n_valid:
+                users_rows(valid, processed_at).write.format(CASSANDRA).options(
+                    keyspace=self.settings.cassandra_keyspace, table=USERS_TABLE
+                ).mode("append").save()
+            if n_invalid:
+                failed_at = processed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                self._kafka(dlq_rows(checked.filter(F.col("reason").isNotNull()), failed_at), self.settings.dlq_topic)
+            if n_valid:
+                self._kafka(accepted_rows(valid), self.accepted)
+        finally:
+            checked.unpersist()
+        p50, p95, p99 = stats["latency"] or (None, None, None)
+        self.tracker.record_written(n_valid, n_invalid, {"p50": p50, "p95": p95, "p99": p99})
+        log.info("batch %d: %d valid, %d to the DLQ", batch_id, n_valid, n_invalid)
+
+    def _kafka(self, df: DataFrame, topic: str) -> None:
+        (
+            df.write.format("kafka")
+            .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap_servers)
+            .option("topic", topic)
+            .option("kafka.acks", "all")
+            .option("kafka.linger.ms", "20")
+            .option("kafka.compression.type", "lz4")
+            .save()
+        )
+
+
+def write_windows(settings: Settings) -> Any:
+    def write(batch: DataFrame, batch_id: int) -> None:
+        rows = batch.select(
+            F.col("country"),
+            F.col("window.start").alias("window_start"),
+            F.col("window.end").alias("window_end"),
+            F.col("users"),
+            F.lit(datetime.now(UTC)).alias("updated_at"),
+        )
+        rows.write.format(CASSANDRA).options(keyspace=settings.cassandra_keyspace, table=AGGREGATE_TABLE).mode(
+            "append"
+        ).save()
+
+    return write
+
+
+# --- queries ----------------------------------------------------------------------------------------------
+def kafka_stream(spark: SparkSession, settings: Settings, topic: str) -> DataFrame:
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", str(settings.spark_max_offsets_per_trigger))
+        # records deleted by retention before we read them are skipped (logged at start), not fatal
+        .option("failOnDataLoss", "false")
+        .load()
+    )
+
+
+def start_users_query(
+    spark: SparkSession, settings: Settings, paths: JobPaths, schemas: SchemaCache, tracker: ProgressTracker
+) -> StreamingQuery:
+    return (
+        kafka_stream(spark, settings, settings.users_topic)
+        .writeStream.queryName(USERS_QUERY)
+        .foreachBatch(UsersBatch(settings, schemas, tracker))
+        .option("checkpointLocation", str(paths.users_checkpoint))
+        .trigger(processingTime=settings.spark_trigger_interval)
+        .start()
+    )
+
+
+def start_aggregate_query(spark: SparkSession, settings: Settings, paths: JobPaths) -> StreamingQuery:
+    schema = "id STRING, nat STRING, fetched_at TIMESTAMP"
+    accepted = kafka_stream(spark, settings, accepted_topic(settings)).select(
+        F.from_json(F.col("value").cast("string"), schema).alias("a")
+    )
+    counts = (
+        accepted.select("a.*")
+        .withWatermark("fetched_at", settings.stream_watermark)
+        .dropDuplicatesWithinWatermark(["id"])
+        .groupBy(F.window("fetched_at", "1 minute"), F.col("nat").alias("country"))
+        .agg(F.count(F.lit(1)).alias("users"))
+    )
+    return (
+        counts.writeStream.queryName(AGGREGATE_QUERY)
+        .outputMode("update")
+        .foreachBatch(write_windows(settings))
+        .option("checkpointLocation", str(paths.aggregate_checkpoint))
+        .trigger(processingTime=settings.spark_trigger_interval)
+        .start()
+    )
+
+
+class ProgressListener(StreamingQueryListener):
+    """Streaming progress of both queries into the progress file (dashboard)."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        self.tracker = tracker
+
+    def onQueryStarted(self, event: QueryStartedEvent) -> None:
+        log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
+
+    def onQueryProgress(self, event: QueryProgressEvent) -> None:
+        try:
+            self.tracker.record_progress(json.loads(event.progress.json))
+            self.tracker.write()
+        except Exception:  # a listener error must never disturb the queries
+            log.exception("progress listener")
+
+    def onQueryIdle(self, event: QueryIdleEvent) -> None:
+        pass
+
+    def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:
+        if event.exception:
+            log.error("query %s failed: %s", event.id, event.exception)
+
+
+def ensure_job_topics(settings: Settings) -> None:
+    """The DLQ and accepted topics, if missing (the users topic is the CDC's)."""
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    existing = admin.list_topics(timeout=30).topics
+    config = {"retention.ms": str(settings.topic_retention_ms)}
+    wanted = [
+        NewTopic(t, settings.topic_partitions, 1, config=config)
+        for t in (settings.dlq_topic, accepted_topic(settings))
+        if t not in existing
+    ]
+    for topic, future in (admin.create_topics(wanted, operation_timeout=30) if wanted else {}).items():
+        try:
+            future.result(30)
+            log.info("created topic %s", topic)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def load_settings(path: Path) -> Settings:
+    return Settings(**json.loads(path.read_text()))
+
+
+def run(settings: Settings, name: str) -> int:
+    paths = job_paths(settings, name)
+    tracker = ProgressTracker(
+        paths.progress,
+        {
+            "name": name,
+            "users_topic": settings.users_topic,
+            "dlq_topic": settings.dlq_topic,
+            "accepted_topic": accepted_topic(settings),
+            "keyspace": settings.cassandra_keyspace,
+            "checkpoint": str(paths.checkpoint),
+            "trigger_interval": settings.spark_trigger_interval,
+            "max_offsets_per_trigger": settings.spark_max_offsets_per_trigger,
+        },
+    )
+    tracker.write()
+    spark = SparkSession.builder.appName(f"userstream-{name}").getOrCreate()
+    ensure_job_topics(settings)
+    log.warning(
+        "failOnDataLoss=false: offsets of %s removed by retention before the job read them are skipped "
+        "with a Spark warning, not failed on",
+        settings.users_topic,
+    )
+    spark.streams.addListener(ProgressListener(tracker))
+    schemas = SchemaCache(registry_fetcher(settings.registry_endpoint))
+    try:
+        # the subject's versions up front: the first micro-batch then decodes in one pass, not two
+        schemas.lookup(subject_schema_ids(settings.registry_endpoint, f"{settings.users_topic}-value"))
+    except Exception as exc:  # the batches look ids up themselves; this is only a head start
+        log.warning("could not preload the schemas of %s-value: %s", settings.users_topic, exc)
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    queries = [
+        start_users_query(spark, settings, paths, schemas, tracker),
+        start_aggregate_query(spark, settings, paths),
+    ]
+    tracker.set_state("running")
+    tracker.write()
+    code = 0
+    try:
+        while not stopping and not paths.stop_file.exists():
+            if spark.streams.awaitAnyTermination(5):
+                break
+            tracker.write()  # a heartbeat: updated_at moves while the job is idle
+    except Exception as exc:  # a query failed: exit non-zero, supervisord restarts us from the checkpoint
+        log.error("streaming query failed: %s", exc)
+        tracker.set_state("failed", str(exc))
+        code = 1
+    finally:
+        for q in queries:
+            try:
+                q.stop()
+            except Exception:
+                log.debug("stopping %s", q.name, exc_info=True)
+        if code == 0:
+            tracker.set_state("stopped")
+        tracker.write()
+        spark.stop()
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="userstream-stream")
+    parser.add_argument("--settings", type=Path, required=True, help="settings JSON written by the launcher")
+    parser.add_argument("--name", default="stream")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    started = time.monotonic()
+    code = run(load_settings(args.settings), args.name)
+    log.info("job %s exits %d after %.0fs", args.name, code, time.monotonic() - started)
+    logging.shutdown()
+    sys.exit(code)
