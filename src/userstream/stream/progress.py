@@ -66,20 +66,25 @@ def _number(value: object) -> float | None:
 
 def summarize_progress(progress: Mapping[str, Any]) -> dict[str, Any]:
     """One query's entry in ``queries`` from a StreamingQueryProgress JSON (``progress.json`` of PySpark)."""
+    start: Offsets = {}
     end: Offsets = {}
     latest: Offsets = {}
     for source in progress.get("sources") or []:
-        for topic, parts in parse_offsets(source.get("endOffset")).items():
-            end.setdefault(topic, {}).update(parts)
-        for topic, parts in parse_offsets(source.get("latestOffset")).items():
-            latest.setdefault(topic, {}).update(parts)
+        for offsets, key in ((start, "startOffset"), (end, "endOffset"), (latest, "latestOffset")):
+            for topic, parts in parse_offsets(source.get(key)).items():
+                offsets.setdefault(topic, {}).update(parts)
+    rows = int(progress.get("numInputRows") or 0)
+    if start and end:
+        # records consumed, from the offsets: Spark's numInputRows counts the source once per read, and a
+        # foreachBatch that reads its micro-batch twice (a new writer schema) would show double
+        rows = offsets_behind(end, start)
     duration = progress.get("batchDuration")
     if duration is None:
         duration = (progress.get("durationMs") or {}).get("triggerExecution")
     return {
         "batch_id": progress.get("batchId"),
         "timestamp": progress.get("timestamp"),
-        "num_input_rows": int(progress.get("numInputRows") or 0),
+        "num_input_rows": rows,
         "input_rows_per_second": _number(progress.get("inputRowsPerSecond")),
         "processed_rows_per_second": _number(progress.get("processedRowsPerSecond")),
         "batch_duration_ms": int(duration) if duration is not None else None,

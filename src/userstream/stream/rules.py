@@ -31,9 +31,10 @@ UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 EMAIL_PATTERN = r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+"
 EMAIL_MAX_LENGTH = 254
 # A full date-time with an explicit offset (AwareDatetime in the model); [0-9], not \d: Python's \d
-# matches every Unicode digit. Fractions up to microseconds, the precision of Postgres timestamptz.
+# matches every Unicode digit. Seconds required (Spark's cast refuses "T10:00Z"); fractions up to
+# microseconds, the precision of Postgres timestamptz.
 DATETIME_PATTERN = (
-    r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})"
+    r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 NAT_PATTERN = r"[A-Z]{2}"
 

@@ -1,0 +1,96 @@
+"""The job's Spark expressions agree with the pure-Python rules (one local SparkSession, a few seconds)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from userstream.stream import rules, synthetic
+
+pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK for a local SparkSession")
+
+CASES: list[tuple[str, str | None]] = [
+    ("email", "bad"), ("email", "a b@example.com"), ("email", "a@example..com"), ("email", "a@example.com\n"),
+    ("email", "x" * 65 + "@example.com"), ("email", "ok.o'neil+tag@sub.example.co.uk"),
+    ("id", "not-a-uuid"), ("id", "5C8EE30D-2166-5024-ADFD-6100F8D90075"), ("id", None),
+    ("nat", "gb"), ("nat", "GB\n"), ("nat", None),
+    ("dob", "yesterday"), ("dob", "2020-02-30T00:00:00Z"), ("dob", "2020-01-01"), ("dob", "2020-01-01T00:00:00"),
+    ("dob", "2020-01-01T00:00Z"), ("dob", "2020-01-01T00:00:00.123456+05:30"), ("dob", "0000-01-01T00:00:00Z"),
+    ("registered_date", "2020-01-01T25:00:00Z"), ("registered_date", "2020-01-01T00:00:60Z"),
+    ("fetched_at", "2020-01-01T00:00:00+19:00"), ("fetched_at", "2020-01-01T00:00:00-18:00"),
+    ("fetched_at", "2020-01-01T00:00:00.1234567Z"), ("fetched_at", None), ("phone", None),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("userstream-unit")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "1")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+def records() -> list[dict[str, Any]]:
+    fetched = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    out = [synthetic.user_value(0, run="parity", fetched_at=fetched)]
+    for i, (column, value) in enumerate(CASES, start=1):
+        out.append(synthetic.user_value(i, run="parity", fetched_at=fetched) | {column: value})
+    return out
+
+
+def test_validate_matches_record_problems(spark: Any) -> None:
+    from userstream.stream import job
+
+    recs = records()
+    schema = ", ".join(f"{c} string" for c in rules.COLUMNS) + ", n int, decode_reason string"
+    df = spark.createDataFrame([(*tuple(r[c] for c in rules.COLUMNS), n, None) for n, r in enumerate(recs)], schema)
+    got = {row["n"]: row["reason"] for row in job.validate(df).select("n", "reason").collect()}
+    want = {n: rules.reason_text(rules.record_problems(r)) for n, r in enumerate(recs)}
+    assert got == want
+    assert want[0] is None and sum(v is None for v in want.values()) > 2  # some variants are valid
+
+
+def test_users_rows_and_dlq_headers_match_the_python_helpers(spark: Any) -> None:
+    from userstream.stream import job
+
+    rec = synthetic.user_value(3, run="parity", fetched_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
+    rec["dob"] = "1990-05-06T07:08:09.123456+02:00"
+    schema = ", ".join(f"{c} string" for c in rules.COLUMNS)
+    processed = datetime(2026, 1, 2, 3, 4, 9, tzinfo=UTC)
+    row = job.users_rows(spark.createDataFrame([tuple(rec[c] for c in rules.COLUMNS)], schema), processed).first()
+    want = synthetic.stored_row(rec)
+    for c in rules.COLUMNS:
+        got = row[c]
+        if c == "fetched_at":  # Cassandra keeps milliseconds of the microseconds Spark hands it
+            got = got.replace(tzinfo=UTC, microsecond=got.microsecond // 1000 * 1000)
+        assert got == (str(want[c]) if c == "id" else want[c]), c
+    assert row["processed_at"].replace(tzinfo=UTC) == processed
+
+    ts = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
+    bad = spark.createDataFrame(
+        [(b"k", b"v", "users.raw", 1, 42, ts, 3, "malformed email"), (None, b"junk", "users.raw", 0, 7, ts, None, "x")],
+        "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, "
+        "schema_id long, reason string",
+    )
+    out = job.dlq_rows(bad, "2026-01-02T03:04:09.000Z").collect()
+    headers = [[(h["key"], bytes(h["value"])) for h in r["headers"]] for r in out]
+    ms = int(ts.timestamp() * 1000)
+    assert headers[0] == rules.dlq_headers(
+        "malformed email", "users.raw", 1, 42, timestamp_ms=ms, schema_id=3, failed_at="2026-01-02T03:04:09.000Z"
+    )
+    assert headers[1] == rules.dlq_headers(
+        "x", "users.raw", 0, 7, timestamp_ms=ms, failed_at="2026-01-02T03:04:09.000Z"
+    )
+    assert (bytes(out[0]["key"]), bytes(out[0]["value"]), out[1]["key"]) == (b"k", b"v", None)
