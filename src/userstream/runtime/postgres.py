@@ -91,10 +91,12 @@ class PostgresService(Service):
 
     def prepare(self) -> None:
         data = self.data_path
+        data.parent.mkdir(parents=True, exist_ok=True)
+        # every start, not only at initdb: a fresh clone under a 0700 temp dir must be reachable too
+        self._make_traversable(data.parent)
         if (data / "PG_VERSION").exists():
             return
         data.mkdir(parents=True, exist_ok=True)
-        self._make_traversable(data.parent)
         pwfile = self.settings.run_dir / "pg.pw"
         pwfile.parent.mkdir(parents=True, exist_ok=True)
         pwfile.write_text(self.settings.postgres_password + "\n")
@@ -140,6 +142,7 @@ class PostgresService(Service):
             Program(
                 name="postgres",
                 command=[str(self.bin_dir / "postgres"), "-D", str(self.data_path)],
+                cwd=self.data_path,  # a directory the postgres account can enter
                 user=self.os_user,
                 stop_signal="INT",  # "fast" shutdown: roll back clients, checkpoint, exit
                 stop_wait_s=60,
