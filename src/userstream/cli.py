@@ -325,11 +325,79 @@ def bench_cdc_cmd(
     Console().print(table)
 
 
+@bench_app.command("pipeline")
+def bench_pipeline_cmd(
+    max_duration: Annotated[float, typer.Option(help="seconds of the flat-out run")] = 60.0,
+    rates: Annotated[str, typer.Option(help="fixed rates (records/s), comma-separated")] = "100,1000,5000",
+    rate_duration: Annotated[float, typer.Option(help="seconds of each fixed-rate run")] = 30.0,
+    out: Annotated[str, typer.Option(help="directory for pipeline-bench.json and .png")] = "artifacts",
+) -> None:
+    """The whole pipeline flat out, then at fixed rates: throughput, latency p50/p95/p99 (fetched_at ->
+    Cassandra WRITETIME), per-stage rates, and the slowest stage's standalone ceiling as a ratio.
+
+    Starts the stack and bootstraps it if needed.
+    """
+    from pathlib import Path
+
+    from userstream.benchmark import bench_pipeline
+    from userstream.pipeline import bootstrap as run_bootstrap
+
+    settings = get_settings()
+    reporter = ConsoleReporter()
+    _stack().up(reporter)
+    run_bootstrap(settings)
+    reporter.step("bootstrapped; measuring")
+    result = bench_pipeline(
+        settings,
+        max_duration_s=max_duration,
+        rates=tuple(float(r) for r in rates.split(",") if r.strip()),
+        rate_duration_s=rate_duration,
+        out_dir=Path(out),
+    )
+    table = Table("run", "landed", "in Cassandra", "ingest/s", "end-to-end/s", "Spark/s", "p50 s", "p95 s", "p99 s")
+    for r in result.runs:
+        lat = [f"{r.latency_ms[k] / 1000:.2f}" for k in ("p50", "p95", "p99")]
+        spark = f"{r.spark_rate:,.0f}" if r.spark_rate else "n/a"
+        table.add_row(r.label, str(r.landed), str(r.stored), f"{r.ingest_rate:,.0f}", f"{r.end_to_end_rate:,.0f}",
+                      spark, *lat)  # fmt: skip
+    Console().print(table)
+    best = result.runs[0].end_to_end_rate
+    Console().print(
+        f"slowest stage standalone: {result.ceiling_stage} {result.ceiling_rate:,.0f} records/s; "
+        f"end to end flat out {best:,.0f} records/s = {best / result.ceiling_rate:.2f} x the ceiling "
+        f"(targets: >= 10,000 records/s and >= 0.5 x); figures in {out}/pipeline-bench.json and .png"
+    )
+
+
+def _unreachable_service(exc: BaseException) -> str | None:
+    """Which service a connection error is about, for a one-line message instead of a traceback."""
+    import httpx
+    import psycopg
+
+    if isinstance(exc, psycopg.OperationalError):
+        return "PostgreSQL"
+    if isinstance(exc, httpx.TransportError):
+        return "an HTTP service"
+    name = type(exc).__name__
+    if name == "NoHostAvailable":
+        return "Cassandra"
+    if name == "KafkaException":
+        return "Kafka"
+    return None
+
+
 def main() -> None:
     try:
         app()
     except UserstreamError as exc:
         console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except Exception as exc:
+        unreachable = _unreachable_service(exc)
+        if unreachable is None:
+            raise
+        console.print(f"[red]error:[/red] cannot reach {unreachable}: {str(exc).strip().splitlines()[0][:300]}")
+        console.print("  fix: start the stack with `userstream up` (or check the endpoint settings)")
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")
