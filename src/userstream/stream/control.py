@@ -142,7 +142,10 @@ def ensure_job_running(settings: Settings, *, name: str = PROGRAM, extra_conf: M
     same = conf_file.exists() and shlex.join(submit.command).replace("%", "%%") in conf_file.read_text()
     if same and processes.is_alive(name):
         return "running"
-    job_paths(settings, name).stop_file.unlink(missing_ok=True)
+    paths = job_paths(settings, name)
+    paths.stop_file.unlink(missing_ok=True)
+    # the last run's progress would pass for this one's until the driver writes its first document
+    paths.progress.unlink(missing_ok=True)
     processes.start(submit.program(name))  # a changed command stops the old one first
     return "started"
 
