@@ -90,15 +90,22 @@ def job_conf(settings: Settings) -> dict[str, str]:
         # streaming checkpoints of a restarted job are trusted; the old ones are pruned
         "spark.sql.streaming.minBatchesToRetain": "20",
         # writes: many single-row partitions (id is the key), so many in flight, unlogged multi-row batches
-        "spark.cassandra.output.concurrent.writes": "16",
-        "spark.cassandra.output.batch.grouping.key": "none",
-        "spark.cassandra.output.batch.size.rows": "16",
+        "spark.cassandra.output.concurrent.writes": "32",
+        "spark.cassandra.output.batch.grouping.key": "replica_set",
+        "spark.cassandra.output.batch.size.rows": "32",
         "spark.cassandra.output.consistency.level": "LOCAL_QUORUM",
         # keep the executor's Cassandra session between micro-batches (default: closed after 5 s idle)
         "spark.cassandra.connection.keepAliveMS": "120000",
         "spark.executor.extraJavaOptions": AVRO_LIMITS,
         "spark.driver.extraJavaOptions": AVRO_LIMITS,
         "spark.driver.memory": "768m",
+        # the micro-batch cache lives a few seconds: compressing it costs more CPU than it saves
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
+        # a job that runs for weeks: the driver UI keeps recent history only (heap)
+        "spark.ui.retainedJobs": "200",
+        "spark.ui.retainedStages": "200",
+        "spark.sql.ui.retainedExecutions": "100",
+        "spark.sql.streaming.ui.retainedQueries": "20",
         "spark.ui.showConsoleProgress": "false",
     }
 
