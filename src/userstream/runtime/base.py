@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -133,10 +134,15 @@ class Service(ABC):
         )
 
     def stop(self) -> None:
+        """Stop every program of the service at once (each gets its own grace period)."""
         if self.external:
             return
-        for program in reversed(self.programs()):
-            self.processes.stop(program.name)
+        names = [p.name for p in reversed(self.programs())]
+        if len(names) == 1:
+            self.processes.stop(names[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            list(pool.map(self.processes.stop, names))
 
     def log_files(self) -> list[Path]:
         return [self.processes.log_file(p.name) for p in self.programs()]

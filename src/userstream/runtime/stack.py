@@ -121,10 +121,29 @@ class Stack:
         reporter = reporter or SilentReporter()
         if not self.processes.daemon_running():
             return
-        for service in reversed(list(self.services.values())):
+        # a service stops once everything that depends on it has stopped; independent ones in parallel
+        dependents = {n: {m for m, s in self.services.items() if n in s.depends_on} for n in self.services}
+        pending = dict(self.services)
+        stopped: set[str] = set()
+        futures: dict[Future[None], str] = {}
+
+        def stop(service: Service) -> None:
             if service.running():
                 reporter.step(f"stopping {service.name}")
                 service.stop()
+
+        with ThreadPoolExecutor(max_workers=len(self.services) or 1) as pool:
+            while pending or futures:
+                for name, service in list(pending.items()):
+                    if dependents[name] <= stopped:
+                        futures[pool.submit(stop, service)] = name
+                        del pending[name]
+                if not futures:
+                    break
+                finished, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    stopped.add(futures.pop(fut))
+                    fut.result()
         if set(self.services) == set(SERVICE_CLASSES):
             self.processes.shutdown_daemon()
 
