@@ -19,9 +19,8 @@ from airflow.sdk import dag, task
 def pipeline_audit() -> None:
     @task
     def audit() -> dict[str, Any]:
-        from userstream.monitor.audit import run_audit
-
         from userstream.config import get_settings
+        from userstream.monitor.audit import run_audit
 
         report = run_audit(get_settings())
         print(report.summary())

@@ -18,9 +18,8 @@ from airflow.sdk import dag, task
 def pipeline_bootstrap() -> None:
     @task
     def postgres_schema() -> list[str]:
-        from userstream.store.postgres import apply_postgres_schema
-
         from userstream.config import get_settings
+        from userstream.store.postgres import apply_postgres_schema
 
         return apply_postgres_schema(get_settings())
 
@@ -40,9 +39,8 @@ def pipeline_bootstrap() -> None:
 
     @task
     def cassandra_schema() -> list[str]:
-        from userstream.store.cassandra import apply_cassandra_schema
-
         from userstream.config import get_settings
+        from userstream.store.cassandra import apply_cassandra_schema
 
         return apply_cassandra_schema(get_settings())
 
