@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     spark_max_offsets_per_trigger: int = 200_000
     stream_cores_max: int = Field(1, ge=1, description="spark.cores.max of the streaming job (of 2 worker cores)")
     stream_watermark: str = Field("10 minutes", description="lateness allowed in users_by_country_minute")
+    stream_aggregate_trigger: str = Field("10 seconds", description="trigger of the users_by_country_minute query")
 
     # --- Airflow -------------------------------------------------------------------------
     airflow_url: str | None = None

@@ -277,6 +277,9 @@ def kafka_stream(spark: SparkSession, settings: Settings, topic: str) -> DataFra
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", str(settings.spark_max_offsets_per_trigger))
+        # a pooled consumer's pipelined fetch past the end of the last range blocks the next task's fetch
+        # for up to fetch.max.wait.ms (500 ms by default): that was most of a small micro-batch's time
+        .option("kafka.fetch.max.wait.ms", "20")
         # records deleted by retention before we read them are skipped (logged at start), not fatal
         .option("failOnDataLoss", "false")
         .load()
@@ -313,7 +316,8 @@ def start_aggregate_query(spark: SparkSession, settings: Settings, paths: JobPat
         .outputMode("update")
         .foreachBatch(write_windows(settings))
         .option("checkpointLocation", str(paths.aggregate_checkpoint))
-        .trigger(processingTime=settings.spark_trigger_interval)
+        # less often than the users query: each of its batches shuffles and commits state, on the same cores
+        .trigger(processingTime=settings.stream_aggregate_trigger)
         .start()
     )
 

@@ -88,6 +88,10 @@ def summarize_progress(progress: Mapping[str, Any]) -> dict[str, Any]:
         "input_rows_per_second": _number(progress.get("inputRowsPerSecond")),
         "processed_rows_per_second": _number(progress.get("processedRowsPerSecond")),
         "batch_duration_ms": int(duration) if duration is not None else None,
+        # where the batch time went: addBatch (our foreachBatch), latestOffset, queryPlanning, walCommit, ...
+        "durations_ms": {
+            k: int(v) for k, v in (progress.get("durationMs") or {}).items() if isinstance(v, int | float)
+        },
         "offsets_behind": offsets_behind(latest, end) if latest else None,
         "end_offsets": end,
         "watermark": (progress.get("eventTime") or {}).get("watermark"),
