@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from userstream.config import Settings
@@ -55,6 +56,10 @@ class StreamBench:
     job_seconds: float = 0.0
     job_wall_seconds: float = 0.0  # from spark-submit to the last row written (JVM start, first planning)
     job_batches: int = 0
+    # CPU seconds the local Cassandra spent in each phase (None when external): whether a phase was bound by
+    # Cassandra or by its client shows here, not in the rates
+    ceiling_cassandra_cpu_s: float | None = None
+    job_cassandra_cpu_s: float | None = None
     rows_in_cassandra: int = 0
     ratio: float = 0.0
     latency_rate: float = 0.0
@@ -198,6 +203,26 @@ def cassandra_ceiling(settings: Settings, n: int, run: str, concurrency: int, pr
     return n / max(spent)
 
 
+def cassandra_cpu_s(settings: Settings) -> float | None:
+    """User+system CPU seconds of our local Cassandra process so far (None when external or unknown)."""
+    import os
+
+    from userstream.runtime.process import ProcessManager
+
+    if settings.cassandra_contact_points:
+        return None
+    pid = ProcessManager(settings).pid("cassandra")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _delta(after: float | None, before: float | None) -> float | None:
+    return round(after - before, 1) if after is not None and before is not None else None
+
+
 # --- the job ---------------------------------------------------------------------------------------------
 def _users_batches(progress: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [b for b in (progress or {}).get("recent_batches", []) if b.get("query") == "users"]
@@ -269,8 +294,10 @@ def bench_stream(
     n_ceiling = ceiling_records or records
     say(f"ceiling: {n_ceiling:,} prepared inserts, {ceiling_concurrency} in flight x {ceiling_processes} client(s)")
     result.ceiling_records = n_ceiling
+    cpu0 = cassandra_cpu_s(bench)
     result.ceiling_rows_per_s = cassandra_ceiling(bench, n_ceiling, run, ceiling_concurrency, ceiling_processes)
-    say(f"  {result.ceiling_rows_per_s:,.0f} rows/s")
+    result.ceiling_cassandra_cpu_s = _delta(cassandra_cpu_s(bench), cpu0)
+    say(f"  {result.ceiling_rows_per_s:,.0f} rows/s; Cassandra CPU {result.ceiling_cassandra_cpu_s}s")
 
     apply_cassandra_schema(bench)
     session = connect(bench)
@@ -280,11 +307,13 @@ def bench_stream(
         job_paths(bench, PROGRAM).progress.unlink(missing_ok=True)
         say("job: spark-submit")
         t_submit = time.time()
+        cpu0 = cassandra_cpu_s(bench)
         ensure_job_running(bench, name=PROGRAM)
         seen: dict[int, dict[str, Any]] = {}
         try:
             progress = wait_for_rows(bench, records, timeout_s=max(600.0, records / 500), seen=seen, say=say)
             t_done = time.time()
+            result.job_cassandra_cpu_s = _delta(cassandra_cpu_s(bench), cpu0)
             batches = sorted(seen.values(), key=lambda b: b["batch_id"])
             first = _ts(batches[0]["ts"])
             last = max(_ts(b["ts"]) + (b["duration_ms"] or 0) / 1000 for b in batches)
@@ -296,7 +325,8 @@ def bench_stream(
             result.rows_in_cassandra = count_rows(session, BENCH_KEYSPACE, "created_users")
             say(
                 f"  {records:,} rows in {result.job_seconds:.1f}s of micro-batches ({result.job_batches}): "
-                f"{result.job_rows_per_s:,.0f} rows/s; {result.rows_in_cassandra:,} rows in created_users"
+                f"{result.job_rows_per_s:,.0f} rows/s; {result.rows_in_cassandra:,} rows in created_users; "
+                f"Cassandra CPU {result.job_cassandra_cpu_s}s"
             )
             if latency_seconds > 0:
                 say(f"latency: producing {latency_rate:,.0f} records/s for {latency_seconds:.0f}s")

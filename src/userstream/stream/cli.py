@@ -103,6 +103,9 @@ def bench_stream(
     table.add_row("job throughput", f"{result.job_rows_per_s:,.0f} rows/s ({result.records:,} rows)")
     table.add_row("Cassandra ceiling", f"{result.ceiling_rows_per_s:,.0f} rows/s ({result.ceiling_records:,} rows)")
     table.add_row("ratio (target >= 0.5)", f"{result.ratio:.2f}")
+    table.add_row(
+        "Cassandra CPU: ceiling / job phase", f"{result.ceiling_cassandra_cpu_s}s / {result.job_cassandra_cpu_s}s"
+    )
     table.add_row("job wall time from spark-submit", f"{result.job_wall_seconds:.1f}s")
     if result.batch_ms:
         b, r = result.batch_ms, result.record_latency_ms
