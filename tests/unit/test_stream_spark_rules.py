@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ CASES: list[tuple[str, str | None]] = [
 def spark() -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
+    # py4j logs its connection shutdown at interpreter exit, after pytest closed the captured streams
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     session = (
         SparkSession.builder.master("local[1]")
         .appName("userstream-unit")
