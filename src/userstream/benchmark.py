@@ -25,6 +25,7 @@ from userstream.config import Settings
 from userstream.errors import ServiceError
 from userstream.ingest import ingest
 from userstream.ingest.bench import source_server
+from userstream.ingest.run import page_size_for
 from userstream.source import SourceClient
 
 
@@ -151,7 +152,8 @@ def run_once(
 ) -> RunResult:
     seed = f"pipe-{uuid.uuid4().hex[:8]}"
     t0 = datetime.now(UTC)
-    with SourceClient(url, settings=settings, seed=seed) as client:
+    page_size = page_size_for(rate, settings.source_page_size)
+    with SourceClient(url, settings=settings, seed=seed, page_size=page_size) as client:
         report = ingest(settings, duration_s=duration_s, rate=rate, seed=seed, source=client)
     t1 = datetime.now(UTC)
     landed = _ids_fetched_between(settings, t0, t1)

@@ -106,6 +106,9 @@ def ingest(
     page_size = page_size or page_size_for(rate, settings.source_page_size)
     if max_records is not None:
         page_size = max(1, min(page_size, max_records))
+    if source is not None:
+        # a given client fixes the page size: pace and count by what it really fetches
+        page_size = int(getattr(source, "page_size", page_size))
     own_source = source is None
     source = source or SourceClient(settings=settings, seed=seed, page_size=page_size)
     limiter = RateLimiter(rate)
