@@ -347,24 +347,30 @@ class ProgressListener(StreamingQueryListener):
 
 
 def ensure_job_topics(settings: Settings) -> None:
-    """The DLQ and accepted topics, if missing (the users topic is the CDC's)."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    """The users and DLQ topics (the pipeline's own bootstrap function: a job started before the CDC must not
+    crash-loop on a missing topic) and the job's accepted topic."""
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    existing = admin.list_topics(timeout=30).topics
+    from userstream.cdc.topics import admin, ensure_topics
+
+    try:
+        for topic, outcome in ensure_topics(settings).items():
+            if outcome != "exists":
+                log.info("topic %s: %s", topic, outcome)
+    except Exception as exc:  # e.g. no rights on an external cluster: the query reports what is missing
+        log.warning("could not ensure the users/DLQ topics: %s", exc)
+    client = admin(settings)
+    topic = accepted_topic(settings)
+    if topic in client.list_topics(timeout=30).topics:
+        return
     config = {"retention.ms": str(settings.topic_retention_ms)}
-    wanted = [
-        NewTopic(t, settings.topic_partitions, 1, config=config)
-        for t in (settings.dlq_topic, accepted_topic(settings))
-        if t not in existing
-    ]
-    for topic, future in (admin.create_topics(wanted, operation_timeout=30) if wanted else {}).items():
-        try:
-            future.result(30)
-            log.info("created topic %s", topic)
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+    future = client.create_topics([NewTopic(topic, settings.topic_partitions, 1, config=config)])[topic]
+    try:
+        future.result(30)
+        log.info("created topic %s", topic)
+    except Exception as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
 
 
 def load_settings(path: Path) -> Settings:
