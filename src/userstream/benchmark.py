@@ -108,9 +108,7 @@ def _writetimes(settings: Settings, ids: list[uuid.UUID]) -> dict[uuid.UUID, int
         session.cluster.shutdown()
 
 
-def _wait_stored(
-    settings: Settings, ids: list[uuid.UUID], timeout_s: float
-) -> dict[uuid.UUID, int]:
+def _wait_stored(settings: Settings, ids: list[uuid.UUID], timeout_s: float) -> dict[uuid.UUID, int]:
     deadline = time.monotonic() + timeout_s
     found: dict[uuid.UUID, int] = {}
     pending = list(ids)

@@ -73,15 +73,17 @@ class Settings(BaseSettings):
     spark_master_port: int = 7077
     spark_master_ui_port: int = 8090
     spark_worker_ui_port: int = 8091
-    spark_worker_cores: int = 2
+    spark_worker_cores: int = Field(
+        3, ge=1, description="task slots of the worker: one more than 2 CPUs, so a batch app runs beside the stream job"
+    )
     spark_worker_memory: str = "2g"
     spark_executor_memory: str = "1g"
     spark_daemon_memory: str = Field("512m", description="heap of the master and worker daemons")
-    spark_trigger_interval: str = "2 seconds"
+    spark_trigger_interval: str = Field("500 milliseconds", description="micro-batch trigger of the users query")
     spark_max_offsets_per_trigger: int = 200_000
-    stream_cores_max: int = Field(1, ge=1, description="spark.cores.max of the streaming job (of 2 worker cores)")
+    stream_cores_max: int = Field(2, ge=1, description="spark.cores.max of the streaming job (of the worker's slots)")
     stream_watermark: str = Field("10 minutes", description="lateness allowed in users_by_country_minute")
-    stream_aggregate_trigger: str = Field("10 seconds", description="trigger of the users_by_country_minute query")
+    stream_aggregate_trigger: str = Field("30 seconds", description="trigger of the users_by_country_minute query")
 
     # --- Airflow -------------------------------------------------------------------------
     airflow_url: str | None = None

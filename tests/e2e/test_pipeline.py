@@ -26,9 +26,10 @@ def test_faulty_source_to_cassandra_nothing_missing_nothing_twice(
     assert outcome["streaming_job"] in {"started", "running"}
     seed = "e2e-faults"
     faults = FaultConfig.mixed(0.1, seed=11)  # 5xx, 429, empty, malformed pages and broken records
-    with serve_in_thread(faults) as url, SourceClient(
-        url, settings=settings, seed=seed, page_size=500, backoff_s=0.01, retries=30
-    ) as client:
+    with (
+        serve_in_thread(faults) as url,
+        SourceClient(url, settings=settings, seed=seed, page_size=500, backoff_s=0.01, retries=30) as client,
+    ):
         report = ingest(settings, max_records=5000, seed=seed, page_size=500, source=client)
     assert report.status == "finished"
     assert report.rejected > 0, "the fault mix corrupts some records: they must be quarantined, not landed"

@@ -135,9 +135,7 @@ def test_schema_evolution_nullable_column_then_incompatible_refused(cdc: Setting
     assert len(after) == len(before) + 1
     # a breaking change (a required field of another type) is refused with a clear error
     latest = json.loads(client.get_latest_version(subject).schema.schema_str)
-    latest["fields"] = [
-        {"name": f["name"], "type": "long"} if f["name"] == "email" else f for f in latest["fields"]
-    ]
+    latest["fields"] = [{"name": f["name"], "type": "long"} if f["name"] == "email" else f for f in latest["fields"]]
     with pytest.raises(SchemaIncompatibleError, match=r"not BACKWARD-compatible|refused"):
         register_value_schema(cdc, json.dumps(latest))
     assert client.get_versions(subject) == after

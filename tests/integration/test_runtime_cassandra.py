@@ -48,9 +48,7 @@ def test_cassandra_round_trip(require_services: Callable[..., Stack], settings: 
         assert version.startswith("5.0.")
 
 
-def test_cassandra_keeps_data_across_down_up(
-    require_services: Callable[..., Stack], settings: Settings
-) -> None:
+def test_cassandra_keeps_data_across_down_up(require_services: Callable[..., Stack], settings: Settings) -> None:
     require_services("cassandra")
     key = uuid.uuid4()
     with cql(settings) as session:

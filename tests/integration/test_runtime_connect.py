@@ -97,9 +97,7 @@ def _cdc_table(settings: Settings, tag: str) -> Iterator[None]:
         with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:  # the slot stays active until the task has stopped
-                row = conn.execute(
-                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (tag,)
-                ).fetchone()
+                row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (tag,)).fetchone()
                 if row is None:
                     break
                 if not row[0]:

@@ -26,6 +26,9 @@ def test_postgres_refuses_wrong_password(require_services: Callable[..., Stack],
     require_services("postgres")
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(
-            host=settings.bind_host, port=settings.postgres_port, user=settings.postgres_user,
-            password="wrong", dbname="postgres",
+            host=settings.bind_host,
+            port=settings.postgres_port,
+            user=settings.postgres_user,
+            password="wrong",
+            dbname="postgres",
         )

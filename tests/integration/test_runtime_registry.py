@@ -47,9 +47,7 @@ def test_registry_registers_and_fetches_avro_and_survives_restart(
     assert fresh.get_latest_version(subject).schema_id == schema_id
 
 
-def test_registry_enforces_backward_compatibility(
-    require_services: Callable[..., Stack], settings: Settings
-) -> None:
+def test_registry_enforces_backward_compatibility(require_services: Callable[..., Stack], settings: Settings) -> None:
     require_services("registry")
     subject = f"rt-compat-{uuid.uuid4().hex[:8]}-value"
     client = _client(settings)

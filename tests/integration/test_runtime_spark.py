@@ -69,9 +69,7 @@ def test_spark_job_writes_cassandra(require_services: Callable[..., Stack], sett
     assert rows["r-0"] == ("value-0", 0) and rows["r-499"] == ("value-499", 499)
 
 
-def test_spark_job_reads_kafka_writes_cassandra(
-    require_services: Callable[..., Stack], settings: Settings
-) -> None:
+def test_spark_job_reads_kafka_writes_cassandra(require_services: Callable[..., Stack], settings: Settings) -> None:
     require_services("kafka", "cassandra", "spark")
     topic = f"rt-spark-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -97,3 +98,26 @@ def test_users_rows_and_dlq_headers_match_the_python_helpers(spark: Any) -> None
         "x", "users.raw", 0, 7, timestamp_ms=ms, failed_at="2026-01-02T03:04:09.000Z"
     )
     assert (bytes(out[0]["key"]), bytes(out[0]["value"]), out[1]["key"]) == (b"k", b"v", None)
+
+
+def test_kafka_rows_route_valid_to_accepted_and_invalid_to_the_dlq_with_original_bytes(spark: Any) -> None:
+    from userstream.stream import job
+
+    ts = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
+    uid = "5c8ee30d-2166-4024-adfd-6100f8d90075"
+    checked = spark.createDataFrame(
+        [
+            (b"k1", b"good", "users.raw", 0, 1, ts, 3, uid, "GB", "2026-01-02T03:04:05.678Z", None),
+            (b"k2", b"\x00bad", "users.raw", 1, 2, ts, 3, None, None, None, "missing id"),
+        ],
+        "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, schema_id long, "
+        "id string, nat string, fetched_at string, reason string",
+    )
+    out = job.kafka_rows(checked, "2026-01-02T03:04:09.000Z", "users.dlq", "users.accepted").collect()
+    by_topic = {r["topic"]: r for r in out}
+    assert sorted(by_topic) == ["users.accepted", "users.dlq"]
+    accepted, dlq = by_topic["users.accepted"], by_topic["users.dlq"]
+    assert bytes(accepted["key"]) == uid.encode() and accepted["headers"] is None
+    assert json.loads(bytes(accepted["value"])) == {"id": uid, "nat": "GB", "fetched_at": "2026-01-02T03:04:05.678Z"}
+    assert (bytes(dlq["key"]), bytes(dlq["value"])) == (b"k2", b"\x00bad")
+    assert dict((h["key"], bytes(h["value"])) for h in dlq["headers"])[rules.HEADER_REASON] == b"missing id"

@@ -119,8 +119,10 @@ def _wait_running(http: httpx.Client, wait_s: float) -> None:
             if failed:
                 trace = str(failed[0].get("trace", ""))[:1500]
                 raise ServiceError(f"CDC connector task failed:\n{trace}", fix="see `userstream logs connect`")
-            if last.get("connector", {}).get("state") == "RUNNING" and tasks and all(
-                t.get("state") == "RUNNING" for t in tasks
+            if (
+                last.get("connector", {}).get("state") == "RUNNING"
+                and tasks
+                and all(t.get("state") == "RUNNING" for t in tasks)
             ):
                 return
         time.sleep(0.5)

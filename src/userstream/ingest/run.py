@@ -174,9 +174,7 @@ def ingest(
 
 def _to_landing(page: PageResult) -> tuple[list[LandedUser], list[Reject]]:
     users = [LandedUser(a.row, a.raw_json()) for a in page.accepted]
-    rejects = [
-        Reject(r.reason, r.raw_json(), f"seed={r.seed} page={r.page} index={r.index}") for r in page.rejected
-    ]
+    rejects = [Reject(r.reason, r.raw_json(), f"seed={r.seed} page={r.page} index={r.index}") for r in page.rejected]
     return users, rejects
 
 

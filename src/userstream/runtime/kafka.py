@@ -50,9 +50,7 @@ def render_properties(props: dict[str, object]) -> str:
 
 def log4j2_console_xml(quiet_loggers: dict[str, str] | None = None) -> str:
     """A log4j2 config that writes everything to stdout, where supervisor captures it into logs/."""
-    loggers = "".join(
-        f'    <Logger name="{name}" level="{level}"/>\n' for name, level in (quiet_loggers or {}).items()
-    )
+    loggers = "".join(f'    <Logger name="{name}" level="{level}"/>\n' for name, level in (quiet_loggers or {}).items())
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         # no log4j2 shutdown hook: it would silence the server's own shutdown sequence half-way

@@ -125,9 +125,7 @@ class SparkSubmit:
 
     def run(self, timeout_s: float | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a batch job to completion; with ``check`` a failure raises ServiceError with the log tail."""
-        proc = subprocess.run(
-            self.command, env=self.full_env(), capture_output=True, text=True, timeout=timeout_s
-        )
+        proc = subprocess.run(self.command, env=self.full_env(), capture_output=True, text=True, timeout=timeout_s)
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
             raise ServiceError(f"spark-submit exited {proc.returncode}:\n{tail}")

@@ -54,9 +54,7 @@ def main(argv: list[str]) -> None:
     else:
         _, n, keyspace, table = argv
         df = from_range(spark, int(n))
-    df.write.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table=table).mode(
-        "append"
-    ).save()
+    df.write.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table=table).mode("append").save()
     print(f"wrote {df.count()} rows to {keyspace}.{table}")
     spark.stop()
 
