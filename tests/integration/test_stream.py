@@ -163,6 +163,22 @@ def table_counts(session: Session, keyspace: str) -> Counter[tuple[str, datetime
     return Counter({(r.country, r.window_start): r.users for r in rows})
 
 
+def wait_counts(session: Session, s: Settings, want: Counter[tuple[str, datetime]], timeout_s: float = 180) -> None:
+    """Wait until users_by_country_minute holds exactly ``want``; on time-out say which windows differ."""
+    got: Counter[tuple[str, datetime]] = Counter()
+
+    def same() -> bool:
+        nonlocal got
+        got = table_counts(session, s.cassandra_keyspace)
+        return got == want
+
+    try:
+        wait_until(same, timeout_s, "the per-minute counts", s)
+    except AssertionError as exc:
+        diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+        raise AssertionError(f"(window: (want, got)) {sorted(diff.items())[:20]}\n{exc}") from None
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, s: Settings) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -251,8 +267,7 @@ def test_job_kill_restart_evolution_and_dlq(stream_settings: Settings, produced:
         garbage = next(r for r in dlq if r["value"] == b"plain garbage")
         assert garbage["key"] == b"k1" and "dlq.schema.id" not in garbage["headers"]
 
-        counts = expected_counts(produced)
-        wait_until(lambda: table_counts(session, s.cassandra_keyspace) == counts, 180, "the per-minute counts", s)
+        wait_counts(session, s, expected_counts(produced))
 
         # a clean stop and a start resume from the checkpoint: only the new records are read
         assert stop_job(s)
@@ -264,8 +279,7 @@ def test_job_kill_restart_evolution_and_dlq(stream_settings: Settings, produced:
         assert set(table_rows(session, s.cassandra_keyspace)) == set(want)
         wait_until(lambda: totals(s)["valid"] >= 200, 60, "progress of the new run", s)
         assert totals(s) == {"valid": 200, "dlq": 0}  # nothing replayed from before the stop
-        counts = expected_counts(produced)
-        wait_until(lambda: table_counts(session, s.cassandra_keyspace) == counts, 180, "the per-minute counts", s)
+        wait_counts(session, s, expected_counts(produced))
 
         progress = read_progress(job_paths(s).progress)
         assert progress is not None and progress["state"] == "running"
@@ -291,8 +305,7 @@ def test_same_job_into_a_second_empty_keyspace(stream_settings: Settings, produc
         first, second = table_rows(session, s.cassandra_keyspace), table_rows(session, other.cassandra_keyspace)
         strip = lambda rows: {k: {c: v[c] for c in COLUMNS} for k, v in rows.items()}  # noqa: E731
         assert strip(first) == strip(second)
-        counts = expected_counts(produced)
-        wait_until(lambda: table_counts(session, other.cassandra_keyspace) == counts, 180, "the counts", other)
+        wait_counts(session, other, expected_counts(produced))
         dlq = read_topic(other, other.dlq_topic, expect=len(produced.invalid), timeout_s=60)
         assert len(dlq) == len(produced.invalid)  # no restart here: exactly once each
         assert {r["headers"]["dlq.source.topic"] for r in dlq} == {s.users_topic}
