@@ -4,12 +4,17 @@ Each run ingests from the bundled source (a child process) into Postgres; the re
 Kafka and Spark into Cassandra. A run's users are those fetched during it; its latency is, per user,
 Cassandra's WRITETIME minus ``fetched_at``. The slowest stage's standalone ceiling (ingest, measured with
 the CDC connector paused so nothing else competes) is measured in the same invocation and reported as a
-ratio.
+ratio; its records drain through the rest of the path before any run is timed.
+
+Every run also reports the CPU it cost, per process tree, in microseconds per record: on a machine where
+every stage shares the same cores, their sum bounds the end-to-end rate (cores / CPU per record).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 
 from userstream.cdc.connector import CONNECTOR_NAME
@@ -26,7 +32,15 @@ from userstream.errors import ServiceError
 from userstream.ingest import ingest
 from userstream.ingest.bench import source_server
 from userstream.ingest.run import page_size_for
+from userstream.runtime.bench import cpu_seconds
+from userstream.runtime.process import ProcessManager
 from userstream.source import SourceClient
+
+log = logging.getLogger(__name__)
+
+# the benchmark's own process is the ingest client; its children (the source server) are counted apart
+INGEST_CLIENT = "ingest client (this process)"
+SOURCE_SERVER = "source server"
 
 
 @dataclass
@@ -41,11 +55,24 @@ class RunResult:
     cassandra_write_rate: float
     spark_rate: float | None
     latency_ms: dict[str, float] = field(default_factory=dict)
+    cpu_us_per_record: dict[str, float] = field(default_factory=dict)
     latencies_sample: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def cpu_us_total(self) -> float:
+        return sum(self.cpu_us_per_record.values())
+
+    @property
+    def cpu_bound_rate(self) -> float | None:
+        """records/s the machine's cores could carry at this run's CPU cost per record."""
+        total = self.cpu_us_total
+        return (os.cpu_count() or 1) / (total / 1e6) if total else None
 
     def row(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("latencies_sample")
+        d["cpu_us_total"] = self.cpu_us_total
+        d["cpu_bound_rate"] = self.cpu_bound_rate
         return d
 
 
@@ -55,10 +82,12 @@ class PipelineBench:
     ceiling_stage: str
     ceiling_rate: float
     runs: list[RunResult]
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "started_at": self.started_at,
+            "cpus": self.cpus,
             "ceiling": {"stage": self.ceiling_stage, "records_per_s": self.ceiling_rate},
             "runs": [r.row() for r in self.runs],
         }
@@ -79,45 +108,69 @@ def _connector_pause(settings: Settings, pause: bool) -> None:
 
 
 def _ids_fetched_between(settings: Settings, t0: datetime, t1: datetime) -> list[tuple[uuid.UUID, datetime]]:
+    """(id, fetched_at) of the users landed between ``t0`` and ``t1``, oldest first."""
     with psycopg.connect(settings.postgres_conninfo) as conn:
         rows = conn.execute(
-            "SELECT id, fetched_at FROM staging.users WHERE fetched_at >= %s AND fetched_at <= %s", (t0, t1)
+            "SELECT id, fetched_at FROM staging.users WHERE fetched_at >= %s AND fetched_at <= %s ORDER BY fetched_at",
+            (t0, t1),
         ).fetchall()
     return [(r[0], r[1]) for r in rows]
 
 
-def _writetimes(settings: Settings, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """id -> WRITETIME (microseconds) of the users already in Cassandra."""
-    from cassandra.concurrent import execute_concurrent_with_args
+class _StoredUsers:
+    """Reads users' Cassandra WRITETIMEs with one session; waits for a drain without loading Cassandra."""
 
-    from userstream.store.cassandra import connect
+    def __init__(self, settings: Settings) -> None:
+        from userstream.store.cassandra import connect
 
-    session = connect(settings)
-    try:
-        stmt = session.prepare(
+        self.session = connect(settings)
+        self.stmt = self.session.prepare(
             f"SELECT id, writetime(email) AS wt FROM {settings.cassandra_keyspace}.created_users WHERE id IN ?"
         )
+
+    def __enter__(self) -> _StoredUsers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.cluster.shutdown()
+
+    def writetimes(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """id -> WRITETIME (microseconds) of those of ``ids`` already in Cassandra."""
+        from cassandra.concurrent import execute_concurrent_with_args
+
         chunks = [(ids[i : i + 100],) for i in range(0, len(ids), 100)]
         out: dict[uuid.UUID, int] = {}
-        for ok, result in execute_concurrent_with_args(session, stmt, chunks, concurrency=32):
+        for ok, result in execute_concurrent_with_args(self.session, self.stmt, chunks, concurrency=32):
             if ok:
                 for row in result:
                     out[row.id] = int(row.wt)
         return out
-    finally:
-        session.cluster.shutdown()
+
+    def wait_drained(self, ids: list[uuid.UUID], deadline: float, newest: int = 200) -> None:
+        """Until the ``newest`` of ``ids`` (oldest first) are stored: polling every pending id instead would
+        load Cassandra as much as the writes being measured."""
+        tail = ids[-newest:]
+        while tail and time.monotonic() < deadline and len(self.writetimes(tail)) < len(tail):
+            time.sleep(1)
+
+    def collect(self, ids: list[uuid.UUID], deadline: float) -> dict[uuid.UUID, int]:
+        """WRITETIMEs of all ``ids``, re-reading the missing ones until they are there or the deadline."""
+        found: dict[uuid.UUID, int] = {}
+        pending = list(ids)
+        while pending:
+            found.update(self.writetimes(pending))
+            pending = [i for i in pending if i not in found]
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(2)
+        return found
 
 
 def _wait_stored(settings: Settings, ids: list[uuid.UUID], timeout_s: float) -> dict[uuid.UUID, int]:
     deadline = time.monotonic() + timeout_s
-    found: dict[uuid.UUID, int] = {}
-    pending = list(ids)
-    while pending and time.monotonic() < deadline:
-        found.update(_writetimes(settings, pending))
-        pending = [i for i in pending if i not in found]
-        if pending:
-            time.sleep(2)
-    return found
+    with _StoredUsers(settings) as stored:
+        stored.wait_drained(ids, deadline)
+        return stored.collect(ids, deadline)
 
 
 def _spark_rate(settings: Settings, since_ms: float) -> float | None:
@@ -145,9 +198,30 @@ def _ts_ms(value: object) -> float:
     return 0.0
 
 
+def _cpu_snapshot(settings: Settings) -> dict[str, float]:
+    me = psutil.Process()
+    own = me.cpu_times()
+    out = cpu_seconds(ProcessManager(settings).running_pids())
+    out[INGEST_CLIENT] = own.user + own.system
+    out[SOURCE_SERVER] = sum(cpu_seconds({str(c.pid): c.pid for c in me.children()}).values())
+    return out
+
+
+def _cpu_per_record(before: dict[str, float], after: dict[str, float], records: int) -> dict[str, float]:
+    """CPU microseconds per record by process between two snapshots, the costliest first."""
+    spent = {k: after[k] - before.get(k, 0.0) for k in after}
+    n = max(records, 1)
+    return {k: v / n * 1e6 for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
 def run_once(
     settings: Settings, url: str, label: str, rate: float | None, duration_s: float, drain_timeout_s: float
 ) -> RunResult:
+    """Ingest for ``duration_s`` (at ``rate``, or flat out), wait until those users are in Cassandra, measure.
+
+    The CPU figures cover ingest up to the drain, not the final read of every WRITETIME.
+    """
+    cpu_before = _cpu_snapshot(settings)
     seed = f"pipe-{uuid.uuid4().hex[:8]}"
     t0 = datetime.now(UTC)
     page_size = page_size_for(rate, settings.source_page_size)
@@ -156,7 +230,11 @@ def run_once(
     t1 = datetime.now(UTC)
     landed = _ids_fetched_between(settings, t0, t1)
     fetched = dict(landed)
-    stored = _wait_stored(settings, list(fetched), drain_timeout_s)
+    deadline = time.monotonic() + drain_timeout_s
+    with _StoredUsers(settings) as reader:
+        reader.wait_drained(list(fetched), deadline)
+        cpu_after = _cpu_snapshot(settings)
+        stored = reader.collect(list(fetched), deadline)
     lat = [wt / 1000 - fetched[i].timestamp() * 1000 for i, wt in stored.items()]
     if stored:
         first_fetch = min(fetched[i] for i in stored).timestamp()
@@ -177,19 +255,37 @@ def run_once(
         cassandra_write_rate=cass,
         spark_rate=_spark_rate(settings, t0.timestamp() * 1000),
         latency_ms={"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99)},
+        cpu_us_per_record=_cpu_per_record(cpu_before, cpu_after, len(stored)),
         latencies_sample=lat[:: max(1, len(lat) // 5000)],
     )
 
 
-def ingest_ceiling(settings: Settings, url: str, records: int) -> float:
-    """Ingest flat out with the connector paused: the landing stage alone (what flows later is drained)."""
+def ingest_ceiling(settings: Settings, url: str, records: int, drain_timeout_s: float) -> float:
+    """Ingest flat out with the connector paused: the landing stage alone.
+
+    Its records then flow through the rest of the path; this returns once they are all in Cassandra, so no
+    timed run competes with them.
+    """
+    t0 = datetime.now(UTC)
     _connector_pause(settings, True)
     try:
         with SourceClient(url, settings=settings, seed=f"ceiling-{uuid.uuid4().hex[:8]}") as client:
             report = ingest(settings, max_records=records, source=client, seed=client.seed)
     finally:
         _connector_pause(settings, False)
+    landed = [i for i, _ in _ids_fetched_between(settings, t0, datetime.now(UTC))]
+    _wait_stored(settings, landed, drain_timeout_s)
     return report.rate
+
+
+def _pause_ingest_dag(settings: Settings) -> None:
+    """The demo's ingest DAG would compete with the timed runs: pause it (`userstream up --demo` resumes)."""
+    from userstream.pipeline import stop_flow
+
+    try:
+        stop_flow(settings)
+    except Exception as exc:  # Airflow external or down: nothing of ours is ingesting then
+        log.warning("could not pause the users_ingest DAG (%s); make sure nothing else ingests", exc)
 
 
 def bench_pipeline(
@@ -204,10 +300,9 @@ def bench_pipeline(
 ) -> PipelineBench:
     """Needs the stack up and bootstrapped (`userstream up` + `userstream bootstrap`)."""
     started = datetime.now(UTC).isoformat()
+    _pause_ingest_dag(settings)
     with source_server(settings) as url:
-        ceiling = ingest_ceiling(settings, url, ceiling_records)
-        # let the ceiling's records drain before timing anything
-        time.sleep(5)
+        ceiling = ingest_ceiling(settings, url, ceiling_records, drain_timeout_s)
         runs = [run_once(settings, url, "max sustained", None, max_duration_s, drain_timeout_s)]
         for rate in rates:
             runs.append(run_once(settings, url, f"{rate:.0f} records/s", rate, rate_duration_s, drain_timeout_s))
@@ -225,7 +320,7 @@ def plot(result: PipelineBench, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(18, 4.5))
     labels = [r.label for r in result.runs]
     ax1.bar(labels, [r.end_to_end_rate for r in result.runs], color="#4c72b0", label="end to end")
     ax1.axhline(result.ceiling_rate, color="#c44e52", linestyle="--", label=f"{result.ceiling_stage} ceiling")
@@ -241,6 +336,11 @@ def plot(result: PipelineBench, path: Path) -> None:
     ax2.set_ylabel("share of records")
     ax2.set_title("latency CDF")
     ax2.legend()
+    cpu = result.runs[0].cpu_us_per_record
+    names = list(reversed(cpu))
+    ax3.barh(names, [cpu[n] for n in names], color="#55a868")
+    ax3.set_xlabel("CPU microseconds per record")
+    ax3.set_title(f"CPU cost by process ({result.runs[0].label})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -101,3 +101,18 @@ def test_run_live_stops_on_the_event_with_every_backend_down(settings: Settings)
     assert not thread.is_alive()
     text = out.getvalue()
     assert "landed in Postgres" in text and "n/a" in text
+
+
+def test_run_live_prints_one_line_per_interval_when_piped_and_a_table_on_a_terminal(settings: Settings) -> None:
+    outputs = {}
+    for terminal in (False, True):
+        stop = threading.Event()
+        out = io.StringIO()
+        console = Console(file=out, width=200, force_terminal=terminal)
+        threading.Timer(1.0, stop.set).start()
+        run_live(settings, stop, interval_s=0.2, console=console)
+        outputs[terminal] = out.getvalue()
+    piped, table = outputs[False], outputs[True]
+    assert "landed in Postgres n/a" in piped and "userstream pipeline" not in piped
+    assert len(piped.strip().splitlines()) == 1, "piped output is one line per 10 s, not a redraw per refresh"
+    assert "userstream pipeline" in table

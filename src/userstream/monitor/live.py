@@ -65,9 +65,14 @@ def run_live(
 ) -> None:
     """Refresh the view every ``interval_s`` until ``stop_event`` is set or Ctrl-C; returns cleanly."""
     stop = stop_event or threading.Event()
+    console = console or Console()
     # sections answer within the refresh interval or show their previous value marked stale
     with Collector(settings, sections=COUNT_SECTIONS, timeout_s=max(0.3, interval_s * 0.8)) as collector:
         snap = collector.snapshot()
+        if not console.is_terminal:
+            # piped or logged: a redrawn table would print nothing until the end, so one line per interval
+            _run_plain(collector, console, stop, max(interval_s, 10.0))
+            return
         with Live(render_snapshot(snap), console=console, refresh_per_second=4, transient=False) as live:
             try:
                 while not stop.wait(max(0.0, interval_s - (time.time() - snap.taken_at))):
@@ -75,3 +80,19 @@ def run_live(
                     live.update(render_snapshot(snap))
             except KeyboardInterrupt:
                 pass  # Ctrl-C is the normal way out
+
+
+def summary_line(snap: PipelineSnapshot) -> str:
+    """One line of every stage's count and rate, for logs."""
+    stages = ", ".join(f"{st.label} {_num(st.count)} ({_num(st.rate, '{:,.0f}')}/s)" for st in snap.stages)
+    return f"{datetime.fromtimestamp(snap.taken_at).strftime('%H:%M:%S')} {stages}"
+
+
+def _run_plain(collector: Collector, console: Console, stop: threading.Event, interval_s: float) -> None:
+    try:
+        while True:
+            console.print(summary_line(collector.snapshot()), highlight=False, soft_wrap=True)
+            if stop.wait(interval_s):
+                return
+    except KeyboardInterrupt:
+        pass

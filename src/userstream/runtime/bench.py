@@ -37,6 +37,28 @@ def process_tree_pss_mib(pid: int) -> float:
     return total / 2**20
 
 
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += times.user + times.system
+    return total
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """name -> CPU seconds so far of each process tree; diff two snapshots for the CPU a run cost."""
+    return {name: process_tree_cpu_s(pid) for name, pid in pids.items()}
+
+
 def stack_memory(stack: Stack) -> dict[str, float]:
     out: dict[str, float] = {}
     for service in stack.services.values():

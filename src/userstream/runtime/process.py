@@ -227,3 +227,9 @@ class ProcessManager:
             return None
         pid = int(info.get("pid") or 0)
         return pid or None
+
+    def running_pids(self) -> dict[str, int]:
+        """program -> pid of every running program (services and the jobs started beside them)."""
+        if not self.daemon_running():
+            return {}
+        return {p["name"]: int(p["pid"]) for p in self._rpc().supervisor.getAllProcessInfo() if p.get("pid")}
