@@ -2,9 +2,9 @@
 
 Each run ingests from the bundled source (a child process) into Postgres; the records flow through CDC,
 Kafka and Spark into Cassandra. A run's users are those fetched during it; its latency is, per user,
-Cassandra's WRITETIME minus ``fetched_at``. The slowest stage's standalone ceiling (ingest, measured with
-the CDC connector paused so nothing else competes) is measured in the same invocation and reported as a
-ratio; its records drain through the rest of the path before any run is timed.
+Cassandra's WRITETIME minus ``fetched_at``. Each stage's standalone ceiling is measured in the same
+invocation (:func:`stage_ceilings`: ingest alone, then CDC alone, then the streaming job alone, on the same
+users), and the end-to-end rate is reported as a ratio of the slowest.
 
 Every run also reports the CPU it cost, per process tree, in microseconds per record: on a machine where
 every stage shares the same cores, their sum bounds the end-to-end rate (cores / CPU per record).
@@ -82,6 +82,7 @@ class PipelineBench:
     ceiling_stage: str
     ceiling_rate: float
     runs: list[RunResult]
+    ceilings: dict[str, float] = field(default_factory=dict)
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +90,7 @@ class PipelineBench:
             "started_at": self.started_at,
             "cpus": self.cpus,
             "ceiling": {"stage": self.ceiling_stage, "records_per_s": self.ceiling_rate},
+            "stage_ceilings": self.ceilings,
             "runs": [r.row() for r in self.runs],
         }
 
@@ -117,7 +119,7 @@ def _ids_fetched_between(settings: Settings, t0: datetime, t1: datetime) -> list
     return [(r[0], r[1]) for r in rows]
 
 
-class _StoredUsers:
+class StoredUsers:
     """Reads users' Cassandra WRITETIMEs with one session; waits for a drain without loading Cassandra."""
 
     def __init__(self, settings: Settings) -> None:
@@ -128,10 +130,13 @@ class _StoredUsers:
             f"SELECT id, writetime(email) AS wt FROM {settings.cassandra_keyspace}.created_users WHERE id IN ?"
         )
 
-    def __enter__(self) -> _StoredUsers:
+    def __enter__(self) -> StoredUsers:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.session.cluster.shutdown()
 
     def writetimes(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -168,7 +173,7 @@ class _StoredUsers:
 
 def _wait_stored(settings: Settings, ids: list[uuid.UUID], timeout_s: float) -> dict[uuid.UUID, int]:
     deadline = time.monotonic() + timeout_s
-    with _StoredUsers(settings) as stored:
+    with StoredUsers(settings) as stored:
         stored.wait_drained(ids, deadline)
         return stored.collect(ids, deadline)
 
@@ -231,7 +236,7 @@ def run_once(
     landed = _ids_fetched_between(settings, t0, t1)
     fetched = dict(landed)
     deadline = time.monotonic() + drain_timeout_s
-    with _StoredUsers(settings) as reader:
+    with StoredUsers(settings) as reader:
         reader.wait_drained(list(fetched), deadline)
         cpu_after = _cpu_snapshot(settings)
         stored = reader.collect(list(fetched), deadline)
@@ -260,22 +265,61 @@ def run_once(
     )
 
 
-def ingest_ceiling(settings: Settings, url: str, records: int, drain_timeout_s: float) -> float:
-    """Ingest flat out with the connector paused: the landing stage alone.
+INGEST_STAGE = "ingest (fetch+validate+COPY into Postgres)"
+CDC_STAGE = "CDC (Postgres WAL -> Debezium -> Kafka)"
+STREAM_STAGE = "stream (Kafka -> Spark -> Cassandra)"
 
-    Its records then flow through the rest of the path; this returns once they are all in Cassandra, so no
-    timed run competes with them.
+
+def _topic_end(settings: Settings) -> int:
+    """Sum of the users topic's end offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "userstream-bench"})
+    try:
+        meta = consumer.list_topics(settings.users_topic, timeout=10).topics[settings.users_topic]
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(settings.users_topic, p), timeout=10)[1]
+            for p in meta.partitions
+        )
+    finally:
+        consumer.close()
+
+
+def stage_ceilings(settings: Settings, url: str, records: int, drain_timeout_s: float) -> dict[str, float]:
+    """Each stage's records/s on its own, one after the other on the same ``records`` users.
+
+    With the streaming job stopped and the CDC connector paused, ingest lands them (only the source, the
+    ingest client and Postgres work); then the connector is resumed and streams the backlog into Kafka
+    (Spark still stopped); then the job is started and drains it into Cassandra (its rate is rows over
+    the busy time of its micro-batches). Returns once every user is in Cassandra.
     """
+    from userstream.stream import ensure_job_running, stop_job
+
+    ceilings: dict[str, float] = {}
     t0 = datetime.now(UTC)
+    stop_job(settings)
     _connector_pause(settings, True)
     try:
         with SourceClient(url, settings=settings, seed=f"ceiling-{uuid.uuid4().hex[:8]}") as client:
             report = ingest(settings, max_records=records, source=client, seed=client.seed)
+        ceilings[INGEST_STAGE] = report.rate
+        end = _topic_end(settings) + report.landed
     finally:
         _connector_pause(settings, False)
+    resumed = time.monotonic()
+    deadline = resumed + drain_timeout_s
+    while _topic_end(settings) < end and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ceilings[CDC_STAGE] = report.landed / (time.monotonic() - resumed)
+    started_ms = time.time() * 1000
+    ensure_job_running(settings)
     landed = [i for i, _ in _ids_fetched_between(settings, t0, datetime.now(UTC))]
-    _wait_stored(settings, landed, drain_timeout_s)
-    return report.rate
+    stored = _wait_stored(settings, landed, drain_timeout_s)
+    spark = _spark_rate(settings, started_ms)
+    if spark is None and stored:  # no progress file (an external job): the span of its writes
+        spark = len(stored) / max((max(stored.values()) - min(stored.values())) / 1e6, 1e-3)
+    ceilings[STREAM_STAGE] = spark or 0.0
+    return ceilings
 
 
 def _pause_ingest_dag(settings: Settings) -> None:
@@ -302,11 +346,12 @@ def bench_pipeline(
     started = datetime.now(UTC).isoformat()
     _pause_ingest_dag(settings)
     with source_server(settings) as url:
-        ceiling = ingest_ceiling(settings, url, ceiling_records, drain_timeout_s)
+        ceilings = stage_ceilings(settings, url, ceiling_records, drain_timeout_s)
         runs = [run_once(settings, url, "max sustained", None, max_duration_s, drain_timeout_s)]
         for rate in rates:
             runs.append(run_once(settings, url, f"{rate:.0f} records/s", rate, rate_duration_s, drain_timeout_s))
-    result = PipelineBench(started, "ingest (fetch+validate+COPY)", ceiling, runs)
+    slowest = min(ceilings, key=lambda k: ceilings[k])
+    result = PipelineBench(started, slowest, ceilings[slowest], runs, ceilings)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "pipeline-bench.json").write_text(json.dumps(result.as_dict(), indent=2))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from userstream.benchmark import StoredUsers
 from userstream.config import Settings
 from userstream.errors import ServiceError
 from userstream.runtime.stack import Stack
@@ -33,6 +36,7 @@ _STACK_UP = re.compile(r"stack up in (?P<s>\d+\.\d)s")
 @dataclass
 class FirstRow:
     command: list[str]
+    fresh: bool = False
     stack_up_s: float | None = None
     flow_started_s: float | None = None
     first_landed_s: float | None = None
@@ -58,40 +62,61 @@ def _first_landed(settings: Settings, since: datetime, limit: int = 200) -> list
     return [(r[0], r[1]) for r in rows]
 
 
-def _first_writetime(settings: Settings, session: Any, ids: list[uuid.UUID]) -> float | None:
-    """Earliest WRITETIME (epoch seconds) among ``ids`` in created_users, if any is there."""
-    rows = session.execute(
-        f"SELECT writetime(email) AS wt FROM {settings.cassandra_keyspace}.created_users WHERE id IN %s",
-        (tuple(ids),),
-        timeout=10,
-    )
-    times = [r.wt for r in rows if r.wt]
-    return min(times) / 1e6 if times else None
-
-
-def _cassandra_session(settings: Settings) -> Any:
-    from userstream.store.cassandra import connect
-
+def _stored_users(settings: Settings) -> StoredUsers | None:
     try:
-        return connect(settings)
-    except Exception:  # not up yet
+        return StoredUsers(settings)
+    except Exception:  # Cassandra not up yet, or the table not created yet
         return None
 
 
+def fresh_data_dir(settings: Settings) -> Settings:
+    """Settings on a new, empty data dir that shares only the installed jars (``lib/``) of ``settings``."""
+    root = Path(tempfile.mkdtemp(prefix="userstream-fresh-"))
+    root.chmod(0o755)  # the postgres user must reach its data dir below it
+    if settings.lib_dir.is_dir():
+        (root / "lib").symlink_to(settings.lib_dir)
+    return settings.model_copy(update={"data_dir": root})
+
+
 def bench_first_row(
-    settings: Settings, command: list[str], *, log_path: Path, timeout_s: float = 300.0, stop_wait_s: float = 180.0
+    settings: Settings,
+    command: list[str],
+    *,
+    log_path: Path,
+    fresh: bool = False,
+    timeout_s: float = 300.0,
+    stop_wait_s: float = 180.0,
 ) -> FirstRow:
-    """Stop the stack (data kept), start ``command``, wait for the first new user in Cassandra, Ctrl-C it."""
+    """Stop the stack (data kept), start ``command``, wait for the first new user in Cassandra, Ctrl-C it.
+
+    ``fresh``: the command runs on a new, empty data dir (dependencies installed, nothing else: no backlog,
+    first initdb, topic and table creation included), removed afterwards.
+    """
     Stack(settings).down()
-    result = FirstRow(command=command, log=str(log_path))
+    env = dict(os.environ)
+    if fresh:
+        settings = fresh_data_dir(settings)
+        env["USERSTREAM_DATA_DIR"] = str(settings.data_dir)
+    try:
+        return _first_row(settings, command, env, log_path, timeout_s, stop_wait_s)
+    finally:
+        if fresh:
+            Stack(settings).down()  # only if the command's own Ctrl-C handling failed
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+
+def _first_row(
+    settings: Settings, command: list[str], env: dict[str, str], log_path: Path, timeout_s: float, stop_wait_s: float
+) -> FirstRow:
+    result = FirstRow(command=command, fresh=settings.data_dir.name.startswith("userstream-fresh-"), log=str(log_path))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
     with log_path.open("w") as log:
         child = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
         )
-        session = None
+        reader: StoredUsers | None = None
         try:
             deadline = t0 + timeout_s
             while result.first_row_s is None:
@@ -109,14 +134,14 @@ def bench_first_row(
                 if landed and result.first_landed_s is None:
                     result.first_landed_s = landed[0][1].timestamp() - started_at.timestamp()
                 if landed:
-                    session = session or _cassandra_session(settings)
-                    written = _first_writetime(settings, session, [i for i, _ in landed]) if session else None
-                    if written is not None:
-                        result.first_row_s = written - started_at.timestamp()
+                    reader = reader or _stored_users(settings)
+                    written = reader.writetimes([i for i, _ in landed]) if reader else {}
+                    if written:
+                        result.first_row_s = min(written.values()) / 1e6 - started_at.timestamp()
                 time.sleep(0.5)
         finally:
-            if session is not None:
-                session.cluster.shutdown()
+            if reader is not None:
+                reader.close()
             t_stop = time.monotonic()
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends

@@ -6,6 +6,9 @@ from typing import Any
 
 from userstream.config import Settings
 
+# the services bootstrap talks to; Airflow is not one of them, so bootstrap can run while it still starts
+BOOTSTRAP_NEEDS = ("postgres", "kafka", "registry", "connect", "cassandra", "spark")
+
 
 def bootstrap(settings: Settings, *, with_stream: bool = True) -> dict[str, Any]:
     """Topics, Avro subject compatibility, Postgres and Cassandra DDL, the CDC connector, the Spark job.

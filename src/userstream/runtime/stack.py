@@ -121,6 +121,13 @@ class Stack:
         reporter = reporter or SilentReporter()
         if not self.processes.daemon_running():
             return
+        if "spark" in self.services:
+            # jobs started beside the services (the streaming job) read and write all of them: they stop
+            # first, cleanly, rather than fail on a closed Cassandra or be killed with the daemon
+            owned = {p.name for service in self.services.values() for p in service.programs()}
+            for job in sorted(set(self.processes.running_pids()) - owned):
+                reporter.step(f"stopping job {job}")
+                self.processes.stop(job)
         # a service stops once everything that depends on it has stopped; independent ones in parallel
         dependents = {n: {m for m, s in self.services.items() if n in s.depends_on} for n in self.services}
         pending = dict(self.services)
