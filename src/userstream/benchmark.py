@@ -185,7 +185,7 @@ def _spark_rate(settings: Settings, since_ms: float) -> float | None:
     progress = read_progress(job_paths(settings).progress) or {}
     batches = [
         b for b in progress.get("recent_batches", [])
-        if isinstance(b, dict) and _ts_ms(b.get("ts")) >= since_ms and b.get("rows")
+        if isinstance(b, dict) and b.get("query") == "users" and _ts_ms(b.get("ts")) >= since_ms and b.get("rows")
     ]  # fmt: skip
     rows = sum(int(b.get("rows") or 0) for b in batches)
     busy_ms = sum(float(b.get("duration_ms") or 0) for b in batches)
@@ -285,19 +285,32 @@ def _topic_end(settings: Settings) -> int:
         consumer.close()
 
 
+def _wait_job_caught_up(settings: Settings, timeout_s: float) -> None:
+    """Until the streaming job has read the users topic to its end (nothing left from before the bench)."""
+    from userstream.stream import job_paths
+    from userstream.stream.progress import read_progress
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        users = ((read_progress(job_paths(settings).progress) or {}).get("queries") or {}).get("users") or {}
+        if users.get("offsets_behind") == 0:
+            return
+        time.sleep(1)
+    log.warning("the streaming job is still behind after %.0fs; the ceilings include that backlog", timeout_s)
+
+
 def stage_ceilings(settings: Settings, url: str, records: int, drain_timeout_s: float) -> dict[str, float]:
-    """Each stage's records/s on its own, one after the other on the same ``records`` users.
+    """Each stage's records/s with the stages before it done, on the same ``records`` users.
 
-    With the streaming job stopped and the CDC connector paused, ingest lands them (only the source, the
-    ingest client and Postgres work); then the connector is resumed and streams the backlog into Kafka
-    (Spark still stopped); then the job is started and drains it into Cassandra (its rate is rows over
-    the busy time of its micro-batches). Returns once every user is in Cassandra.
+    Once the streaming job has caught up: with the CDC connector paused, ingest lands the users (the source,
+    the ingest client and Postgres work; the rest idles). Then the connector is resumed and streams that
+    backlog into Kafka, timed to the users topic's end offset; the warm streaming job drains it into
+    Cassandra, timed as rows over the busy time of its micro-batches. The two overlap only while CDC is
+    still producing (CDC is the faster one). Returns once every user is in Cassandra.
     """
-    from userstream.stream import ensure_job_running, stop_job
-
     ceilings: dict[str, float] = {}
+    _wait_job_caught_up(settings, drain_timeout_s)
     t0 = datetime.now(UTC)
-    stop_job(settings)
     _connector_pause(settings, True)
     try:
         with SourceClient(url, settings=settings, seed=f"ceiling-{uuid.uuid4().hex[:8]}") as client:
@@ -307,15 +320,14 @@ def stage_ceilings(settings: Settings, url: str, records: int, drain_timeout_s: 
     finally:
         _connector_pause(settings, False)
     resumed = time.monotonic()
+    resumed_ms = time.time() * 1000
     deadline = resumed + drain_timeout_s
     while _topic_end(settings) < end and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
     ceilings[CDC_STAGE] = report.landed / (time.monotonic() - resumed)
-    started_ms = time.time() * 1000
-    ensure_job_running(settings)
     landed = [i for i, _ in _ids_fetched_between(settings, t0, datetime.now(UTC))]
     stored = _wait_stored(settings, landed, drain_timeout_s)
-    spark = _spark_rate(settings, started_ms)
+    spark = _spark_rate(settings, resumed_ms)
     if spark is None and stored:  # no progress file (an external job): the span of its writes
         spark = len(stored) / max((max(stored.values()) - min(stored.values())) / 1e6, 1e-3)
     ceilings[STREAM_STAGE] = spark or 0.0

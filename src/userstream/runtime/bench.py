@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -21,24 +22,8 @@ class StackBench:
         return sum(self.pss_mib.values())
 
 
-def process_tree_pss_mib(pid: int) -> float:
-    """Proportional set size of a process and all its descendants (shared pages counted once)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total / 2**20
-
-
-def process_tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its living descendants."""
+def _sum_over_tree(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """``measure`` summed over a process and its living descendants (those gone meanwhile are skipped)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -47,11 +32,25 @@ def process_tree_cpu_s(pid: int) -> float:
     total = 0.0
     for proc in procs:
         try:
-            times = proc.cpu_times()
+            total += measure(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        total += times.user + times.system
     return total
+
+
+def process_tree_pss_mib(pid: int) -> float:
+    """Proportional set size of a process and all its descendants (shared pages counted once)."""
+    return _sum_over_tree(pid, lambda p: p.memory_full_info().pss) / 2**20
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants."""
+
+    def cpu(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+
+    return _sum_over_tree(pid, cpu)
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
