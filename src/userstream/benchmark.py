@@ -285,15 +285,28 @@ def _topic_end(settings: Settings) -> int:
         consumer.close()
 
 
-def _wait_job_caught_up(settings: Settings, timeout_s: float) -> None:
-    """Until the streaming job has read the users topic to its end (nothing left from before the bench)."""
+def _committed_offsets(settings: Settings) -> int | None:
+    """Sum of the users topic offsets up to which the streaming job has committed a micro-batch (from its
+    checkpoint: ``commits/<id>`` marks batch ``id`` done, ``offsets/<id>`` ends with its end offsets)."""
     from userstream.stream import job_paths
-    from userstream.stream.progress import read_progress
 
+    checkpoint = job_paths(settings).users_checkpoint
+    done = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*") if p.name.isdigit()]
+    if not done:
+        return None
+    try:
+        last = (checkpoint / "offsets" / str(max(done))).read_text().strip().splitlines()[-1]
+        ends = json.loads(last).get(settings.users_topic, {})
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(int(v) for v in ends.values())
+
+
+def _wait_job_caught_up(settings: Settings, timeout_s: float) -> None:
+    """Until the streaming job has committed the users topic to its end (nothing left from before)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        users = ((read_progress(job_paths(settings).progress) or {}).get("queries") or {}).get("users") or {}
-        if users.get("offsets_behind") == 0:
+        if _committed_offsets(settings) == _topic_end(settings):
             return
         time.sleep(1)
     log.warning("the streaming job is still behind after %.0fs; the ceilings include that backlog", timeout_s)
