@@ -3,8 +3,8 @@
 Each run ingests from the bundled source (a child process) into Postgres; the records flow through CDC,
 Kafka and Spark into Cassandra. A run's users are those fetched during it; its latency is, per user,
 Cassandra's WRITETIME minus ``fetched_at``. Each stage's standalone ceiling is measured in the same
-invocation (:func:`stage_ceilings`: ingest alone, then CDC alone, then the streaming job alone, on the same
-users), and the end-to-end rate is reported as a ratio of the slowest.
+invocation (:func:`stage_ceilings`: ingest alone, then CDC and the warm streaming job draining what it
+landed), and the end-to-end rate is reported as a ratio of the slowest.
 
 Every run also reports the CPU it cost, per process tree, in microseconds per record: on a machine where
 every stage shares the same cores, their sum bounds the end-to-end rate (cores / CPU per record).

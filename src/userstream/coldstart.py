@@ -98,7 +98,8 @@ def bench_first_row(
         settings = fresh_data_dir(settings)
         env["USERSTREAM_DATA_DIR"] = str(settings.data_dir)
     try:
-        return _first_row(settings, command, env, log_path, timeout_s, stop_wait_s)
+        result = FirstRow(command=command, fresh=fresh, log=str(log_path))
+        return _first_row(settings, result, env, log_path, timeout_s, stop_wait_s)
     finally:
         if fresh:
             Stack(settings).down()  # only if the command's own Ctrl-C handling failed
@@ -106,9 +107,9 @@ def bench_first_row(
 
 
 def _first_row(
-    settings: Settings, command: list[str], env: dict[str, str], log_path: Path, timeout_s: float, stop_wait_s: float
+    settings: Settings, result: FirstRow, env: dict[str, str], log_path: Path, timeout_s: float, stop_wait_s: float
 ) -> FirstRow:
-    result = FirstRow(command=command, fresh=settings.data_dir.name.startswith("userstream-fresh-"), log=str(log_path))
+    command = result.command
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
