@@ -22,11 +22,24 @@ def users_ingest() -> None:
     @task
     def ingest_window() -> dict[str, Any]:
         # imported inside the task so DAG parsing stays fast
+        import signal
+        import threading
+
         from userstream.config import get_settings
         from userstream.ingest import ingest
 
+        # Airflow sends TERM when the run is ended or the task killed: finish the page, save the run, return
+        stop = threading.Event()
+        airflows = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum: int, frame: Any) -> None:
+            stop.set()
+            if callable(airflows):
+                airflows(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_term)
         settings = get_settings()
-        report = ingest(settings, duration_s=settings.ingest_window_s, rate=settings.ingest_rate)
+        report = ingest(settings, duration_s=settings.ingest_window_s, rate=settings.ingest_rate, stop=stop)
         print(report.summary())  # the run's counts in the task log; the return value goes to XCom
         return report.as_dict()
 

@@ -50,7 +50,10 @@ def start_flow(settings: Settings) -> None:
 
 
 def stop_flow(settings: Settings) -> None:
-    """Pause ingest: no new records are fetched; what is in flight still drains."""
+    """Stop ingest: pause the DAG and end its running run, so no new records are fetched (each landed page is
+    committed on its own, so an ended run loses nothing); what is in flight still drains."""
     from userstream.runtime.airflow import AirflowService
 
-    AirflowService(settings).set_paused("users_ingest", True)
+    airflow = AirflowService(settings)
+    airflow.set_paused("users_ingest", True)
+    airflow.end_running_runs("users_ingest", note="ended by userstream: ingest stopped (Ctrl-C or a benchmark)")

@@ -48,7 +48,7 @@ def test_demo_ingests_through_the_dag_drains_with_nothing_missing_and_stops_on_c
             **os.environ,
             "USERSTREAM_DATA_DIR": str(settings.root),
             "USERSTREAM_SOURCE_URL": url,
-            "USERSTREAM_INGEST_WINDOW_S": "10",  # short DAG runs: a pause takes effect soon
+            "USERSTREAM_INGEST_WINDOW_S": "120",  # longer than the test waits: stopping must end the run
         }
         since = datetime.now(UTC)
         demo = subprocess.Popen(
@@ -69,7 +69,18 @@ def test_demo_ingests_through_the_dag_drains_with_nothing_missing_and_stops_on_c
             assert landed >= 3000, f"only {landed} users landed through the DAG: see {log_path}"
             assert rejected > 0, "the fault mix corrupts some records: they must be quarantined, not landed"
 
-            stop_flow(settings)  # pause ingest, as a user would in the Airflow UI
+            stop_flow(settings)  # what Ctrl-C does first: pause the DAG and end its running run
+            stopped_by = time.monotonic() + 30  # a heartbeat, then TERM and KILL: far less than the 120 s window
+            counts = _landed_and_rejected_since(settings, since)
+            while True:
+                time.sleep(3)
+                now = _landed_and_rejected_since(settings, since)
+                if now == counts:
+                    break
+                assert time.monotonic() < stopped_by, f"ingest still landing 30 s after stop_flow: {now}"
+                counts = now
+            time.sleep(10)
+            assert _landed_and_rejected_since(settings, since) == counts, "ingest resumed after stop_flow"
             audit = wait_until_drained(settings, timeout_s=300, grace_s=0)
             assert audit.ok, audit.summary()
             assert audit.missing == [] and audit.duplicated == []

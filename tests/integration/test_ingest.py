@@ -79,3 +79,33 @@ def test_rate_option_paces_the_run(pg: psycopg.Connection[tuple[object, ...]], s
         report = ingest(settings, duration_s=2.0, rate=200, seed="ingest-rate", page_size=100, source=client)
     # 200 records/s for ~2 s: about 400 records, never the thousands an unpaced run would land
     assert 200 <= report.requested <= 700
+
+
+def test_a_set_stop_event_ends_the_run_after_the_page_in_hand(
+    pg: psycopg.Connection[tuple[object, ...]], settings: Settings
+) -> None:
+    import threading
+    import time
+
+    seed = f"ingest-stop-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    landed_pages: list[int] = []
+
+    def on_progress(report: object) -> None:
+        landed_pages.append(1)
+        if len(landed_pages) == 3:
+            stop.set()  # what the DAG's TERM handler does when Airflow ends the run
+
+    with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:
+        t0 = time.monotonic()
+        report = ingest(
+            settings, duration_s=120, rate=400, seed=seed, source=client, on_progress=on_progress, stop=stop
+        )
+        took = time.monotonic() - t0
+    assert report.status == "stopped" and took < 10, (report.status, took)
+    assert (report.requested, report.landed, report.last_page) == (300, 300, 3)
+    row = pg.execute("SELECT landed, status FROM staging.ingest_runs WHERE run_id = %s", (report.run_id,)).fetchone()
+    assert row == (300, "stopped")
+    with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:
+        after = ingest(settings, max_records=100, seed=seed, source=client)
+    assert after.first_page == 4, "the next run continues after the last page landed"

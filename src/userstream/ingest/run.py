@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -94,11 +95,13 @@ def ingest(
     page_size: int | None = None,
     source: PageSource | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> IngestReport:
     """Fetch and land users until ``max_records`` were requested or ``duration_s`` passed (one of them needed).
 
     ``rate`` caps records per second; ``None`` means as fast as the source and Postgres allow.
     Pages continue the seeded sequence where the previous run stopped, unless ``start_page`` is given.
+    ``stop``, once set, ends the run after the page being landed (status "stopped"); nothing landed is lost.
     """
     if max_records is None and duration_s is None:
         raise ValueError("ingest needs a bound: max_records or duration_s")
@@ -129,6 +132,8 @@ def ingest(
                 page += 1
 
         def budget_left() -> bool:
+            if stop is not None and stop.is_set():
+                return False
             if max_records is not None and report.requested >= max_records:
                 return False
             return duration_s is None or time.monotonic() - started < duration_s
@@ -157,7 +162,7 @@ def ingest(
                     _save(conn, report)
                     if on_progress:
                         on_progress(report)
-                report.status = "finished"
+                report.status = "stopped" if stop is not None and stop.is_set() else "finished"
             except BaseException as exc:
                 report.status = "failed"
                 report.errors.append(f"{type(exc).__name__}: {exc}")

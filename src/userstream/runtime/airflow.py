@@ -168,5 +168,28 @@ class AirflowService(Service):
                 )
             time.sleep(2)
 
+    def end_running_runs(self, dag_id: str, note: str) -> int:
+        """Mark the DAG's running runs successful, which makes Airflow terminate their running tasks (a paused
+        DAG still lets a running task finish its whole window). Returns how many runs were ended."""
+        api = f"{self.settings.airflow_endpoint}/api/v2/dags/{dag_id}/dagRuns"
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        resp = httpx.get(api, params={"state": "running"}, headers=headers, timeout=10)
+        if resp.status_code == 404:  # the DAG is not parsed yet: nothing runs
+            return 0
+        if resp.status_code != 200:
+            raise ServiceError(
+                f"could not list the running runs of {dag_id}: HTTP {resp.status_code} {resp.text[:300]}",
+                fix="see `userstream logs airflow`",
+            )
+        runs = [r["dag_run_id"] for r in resp.json().get("dag_runs", [])]
+        for run_id in runs:
+            done = httpx.patch(f"{api}/{run_id}", json={"state": "success", "note": note}, headers=headers, timeout=30)
+            if done.status_code != 200:
+                raise ServiceError(
+                    f"could not end run {run_id} of {dag_id}: HTTP {done.status_code} {done.text[:300]}",
+                    fix="see `userstream logs airflow`",
+                )
+        return len(runs)
+
     def urls(self) -> dict[str, str]:
         return {"Airflow UI": f"{self.settings.airflow_endpoint}  (user {ADMIN_USER})"}
