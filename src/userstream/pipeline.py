@@ -56,4 +56,27 @@ def stop_flow(settings: Settings) -> None:
 
     airflow = AirflowService(settings)
     airflow.set_paused("users_ingest", True)
-    airflow.end_running_runs("users_ingest", note="ended by userstream: ingest stopped (Ctrl-C or a benchmark)")
+    if airflow.end_running_runs("users_ingest", note="ended by userstream: ingest stopped (Ctrl-C or a benchmark)"):
+        _wait_ingest_runs_ended(settings, timeout_s=30.0)
+
+
+def _wait_ingest_runs_ended(settings: Settings, timeout_s: float) -> None:
+    """Until no ingest run is still landing (its task saves status 'stopped' once Airflow's TERM reaches it, a
+    heartbeat after the run was ended): a stack stopped before that kills the task mid-report instead."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    # a run older than a window (plus a margin) that still says 'running' was killed: not waited for
+    recent = settings.ingest_window_s + 60
+    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM staging.ingest_runs WHERE status = 'running' "
+                "AND started_at > now() - make_interval(secs => %s)",
+                (recent,),
+            ).fetchone()
+            if not row or row[0] == 0:
+                return
+            time.sleep(0.5)
