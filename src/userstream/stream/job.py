@@ -62,6 +62,7 @@ USERS_TABLE = "created_users"
 AGGREGATE_TABLE = "users_by_country_minute"
 META = ("key", "value", "topic", "partition", "offset", "timestamp")
 ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # the session time zone is UTC
+AGGREGATE_START_DELAY_MAX_S = 120.0  # the aggregate query waits at most this long for the users query's first batch
 
 
 # --- decoding ---------------------------------------------------------------------------------------------
@@ -464,14 +465,20 @@ def run(settings: Settings, name: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    queries = [
-        start_users_query(spark, settings, paths, schemas, tracker),
-        start_aggregate_query(spark, settings, paths),
-    ]
+    queries = [start_users_query(spark, settings, paths, schemas, tracker)]
     tracker.set_state("running")
     tracker.write()
     code = 0
     try:
+        # the aggregate query restores its state store and shuffles: started together on a cold JVM it takes
+        # the cores the users query's first micro-batch needs, so it starts once that batch is done
+        deadline = time.monotonic() + AGGREGATE_START_DELAY_MAX_S
+        while queries[0].lastProgress is None and time.monotonic() < deadline and queries[0].isActive:
+            if stopping or paths.stop_file.exists():
+                break
+            time.sleep(0.5)
+        if not stopping and not paths.stop_file.exists():
+            queries.append(start_aggregate_query(spark, settings, paths))
         while not stopping and not paths.stop_file.exists():
             if spark.streams.awaitAnyTermination(5):
                 break
