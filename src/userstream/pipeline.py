@@ -60,23 +60,28 @@ def stop_flow(settings: Settings) -> None:
         _wait_ingest_runs_ended(settings, timeout_s=30.0)
 
 
-def _wait_ingest_runs_ended(settings: Settings, timeout_s: float) -> None:
-    """Until no ingest run is still landing (its task saves status 'stopped' once Airflow's TERM reaches it, a
-    heartbeat after the run was ended): a stack stopped before that kills the task mid-report instead."""
+def _wait_ingest_runs_ended(settings: Settings, timeout_s: float, quiet_s: float = 2.5) -> None:
+    """Until no ingest run is still landing: the ended run's task stops on Airflow's TERM, a heartbeat after
+    the run was ended, and a stack stopped before that kills it mid-report instead.
+
+    A run is landing while its row moves (a page is saved every fraction of a second at the usual rates);
+    rows left 'running' by a killed task never move, so they are not waited for.
+    """
     import time
 
     import psycopg
 
     deadline = time.monotonic() + timeout_s
-    # a run older than a window (plus a margin) that still says 'running' was killed: not waited for
-    recent = settings.ingest_window_s + 60
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM staging.ingest_runs WHERE status = 'running' "
-                "AND started_at > now() - make_interval(secs => %s)",
-                (recent,),
-            ).fetchone()
-            if not row or row[0] == 0:
+
+        def running() -> set[tuple[int, int]]:
+            rows = conn.execute("SELECT run_id, requested FROM staging.ingest_runs WHERE status = 'running'")
+            return {(int(r[0]), int(r[1])) for r in rows.fetchall()}
+
+        before = running()
+        while before and time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            now = running()
+            if now <= before:  # nothing landed a page since the last look
                 return
-            time.sleep(0.5)
+            before = now
