@@ -79,11 +79,18 @@ class RunResult:
 @dataclass
 class PipelineBench:
     started_at: str
-    ceiling_stage: str
-    ceiling_rate: float
+    ceilings: dict[str, float]  # stage -> records/s alone (at least one)
     runs: list[RunResult]
-    ceilings: dict[str, float] = field(default_factory=dict)
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    @property
+    def ceiling_stage(self) -> str:
+        """The slowest stage alone."""
+        return min(self.ceilings, key=lambda stage: self.ceilings[stage])
+
+    @property
+    def ceiling_rate(self) -> float:
+        return self.ceilings[self.ceiling_stage]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -375,8 +382,7 @@ def bench_pipeline(
         runs = [run_once(settings, url, "max sustained", None, max_duration_s, drain_timeout_s)]
         for rate in rates:
             runs.append(run_once(settings, url, f"{rate:.0f} records/s", rate, rate_duration_s, drain_timeout_s))
-    slowest = min(ceilings, key=lambda k: ceilings[k])
-    result = PipelineBench(started, slowest, ceilings[slowest], runs, ceilings)
+    result = PipelineBench(started, ceilings, runs)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "pipeline-bench.json").write_text(json.dumps(result.as_dict(), indent=2))

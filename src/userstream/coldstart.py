@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ class FirstRow:
     steps: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "log"} | {"log": self.log}
+        return asdict(self)
 
 
 def _first_landed(settings: Settings, since: datetime, limit: int = 200) -> list[tuple[uuid.UUID, datetime]]:
