@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     stream_cores_max: int = Field(2, ge=1, description="spark.cores.max of the streaming job (of the worker's slots)")
     stream_watermark: str = Field("10 minutes", description="lateness allowed in users_by_country_minute")
     stream_aggregate_trigger: str = Field("30 seconds", description="trigger of the users_by_country_minute query")
+    stream_consumer_group: str = Field(
+        "userstream-stream", description="Kafka group the job mirrors its processed offsets to (+ '.<keyspace>')"
+    )
+
+    # --- self-healing (the watchdog) --------------------------------------------------------
+    stall_after_s: float = Field(
+        90.0, gt=0, description="a stage with input waiting and no output for this long is reported stalled"
+    )
+    stream_restart_after_s: float = Field(
+        300.0, gt=0, description="the watchdog restarts the streaming driver stalled this long (its own retries first)"
+    )
+    watchdog_interval_s: float = Field(5.0, gt=0, description="seconds between two rounds of the watchdog")
 
     # --- Airflow -------------------------------------------------------------------------
     airflow_url: str | None = None

@@ -58,6 +58,15 @@ def connector_config(settings: Settings) -> dict[str, str]:
         # only the table topic: heartbeats and other Debezium topics keep their own names
         "transforms.route.regex": r"userstream\.staging\.users",
         "transforms.route.replacement": settings.users_topic,
+        # faults: retriable errors are retried in place rather than failing the task. Debezium retries a lost
+        # Postgres connection forever (it restarts its own task after retriable.restart.connector.wait.ms);
+        # Connect retries converter/transform failures (a registry restarting) with capped backoff; records
+        # are never skipped (errors.tolerance stays "none"). What still fails, the watchdog restarts.
+        "errors.max.retries": "-1",
+        "retriable.restart.connector.wait.ms": "5000",
+        "errors.retry.timeout": "-1",
+        "errors.retry.delay.max.ms": "30000",
+        "errors.log.enable": "true",
         # at-least-once into Kafka with the idempotent producer
         "producer.override.enable.idempotence": "true",
         "producer.override.acks": "all",
@@ -107,25 +116,49 @@ def connector_status(settings: Settings) -> dict[str, Any]:
         return status
 
 
+def restart_failed(settings: Settings) -> list[str]:
+    """Restart the connector's FAILED parts, the way Strimzi's auto-restart does; returns what was failed."""
+    with _connect(settings) as http:
+        return _restart_failed(http)
+
+
+def _restart_failed(http: httpx.Client) -> list[str]:
+    resp = http.get(f"/connectors/{CONNECTOR_NAME}/status")
+    if resp.status_code != 200:
+        return []
+    status = resp.json()
+    failed = [f"task {t.get('id')}" for t in status.get("tasks", []) if t.get("state") == "FAILED"]
+    if status.get("connector", {}).get("state") == "FAILED":
+        failed.insert(0, "connector")
+    if failed:
+        http.post(f"/connectors/{CONNECTOR_NAME}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
+    return failed
+
+
 def _wait_running(http: httpx.Client, wait_s: float) -> None:
+    """Until the connector and its task run; a task FAILED (e.g. by an outage before this start) is restarted
+    every 10 s meanwhile, and its trace is raised only if it is still failing at the deadline."""
     deadline = time.monotonic() + wait_s
     last: dict[str, Any] = {}
+    next_restart = time.monotonic()
     while time.monotonic() < deadline:
         resp = http.get(f"/connectors/{CONNECTOR_NAME}/status")
         if resp.status_code == 200:
             last = resp.json()
             tasks = last.get("tasks", [])
-            failed = [t for t in tasks if t.get("state") == "FAILED"]
-            if failed:
-                trace = str(failed[0].get("trace", ""))[:1500]
-                raise ServiceError(f"CDC connector task failed:\n{trace}", fix="see `userstream logs connect`")
             if (
                 last.get("connector", {}).get("state") == "RUNNING"
                 and tasks
                 and all(t.get("state") == "RUNNING" for t in tasks)
             ):
                 return
+            if time.monotonic() >= next_restart and _restart_failed(http):
+                next_restart = time.monotonic() + 10
         time.sleep(0.5)
+    failed = [t for t in last.get("tasks", []) if t.get("state") == "FAILED"]
+    if failed:
+        trace = str(failed[0].get("trace", ""))[:1500]
+        raise ServiceError(f"CDC connector task failed:\n{trace}", fix="see `userstream logs connect`")
     raise ServiceError(f"CDC connector not running after {wait_s:.0f}s: {last}", fix="see `userstream logs connect`")
 
 

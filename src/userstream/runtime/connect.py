@@ -51,6 +51,9 @@ def avro_converter_config(settings: Settings, which: str = "value") -> dict[str,
         f"{prefix}.apicurio.registry.artifact-resolver-strategy": (
             "io.apicurio.registry.serde.strategy.TopicIdStrategy"
         ),
+        # a registry restart takes ~30-60 s: retry its calls that long before failing the record
+        f"{prefix}.apicurio.registry.retry-count": "30",
+        f"{prefix}.apicurio.registry.retry-backoff-ms": "2000",
     }
 
 
@@ -188,7 +191,36 @@ class ConnectService(Service):
             return Health(False, f"GET /connector-plugins -> HTTP {plugins.status_code}")
         classes = [p.get("class", "") for p in plugins.json()]
         debezium = "with Debezium Postgres" if DEBEZIUM_POSTGRES_CONNECTOR in classes else "NO Debezium plugin"
-        return Health(True, f"Connect {root.json().get('version', '?')}, {len(classes)} connector(s), {debezium}")
+        version = f"Connect {root.json().get('version', '?')}"
+        problem, summary = connectors_problem(base)
+        if problem:
+            return Health(False, f"{version}: {problem}")
+        return Health(True, f"{version}, {debezium}, {summary}")
 
     def urls(self) -> dict[str, str]:
         return {"REST API": self.settings.connect_endpoint}
+
+
+def connectors_problem(base: str) -> tuple[str | None, str]:
+    """(what is wrong, summary): a worker is doing its job only while every connector and task RUNs."""
+    try:
+        resp = httpx.get(f"{base}/connectors", params={"expand": "status"}, timeout=5.0)
+        resp.raise_for_status()
+        connectors = resp.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"GET /connectors?expand=status failed: {type(exc).__name__}", ""
+    if not connectors:
+        return None, "no connector yet"
+    bad = []
+    for name, entry in sorted(connectors.items()):
+        status = entry.get("status", {})
+        state = status.get("connector", {}).get("state", "?")
+        tasks = status.get("tasks", [])
+        if state != "RUNNING":
+            bad.append(f"connector {name} {state}")
+        if not tasks:
+            bad.append(f"connector {name} has no task")
+        bad += [f"task {name}/{t.get('id')} {t.get('state')}" for t in tasks if t.get("state") != "RUNNING"]
+    if bad:
+        return ", ".join(bad), ""
+    return None, f"{len(connectors)} connector(s) RUNNING"

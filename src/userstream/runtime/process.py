@@ -27,6 +27,9 @@ from userstream.errors import ServiceError
 # interleave reloadConfig/addProcessGroup calls.
 _DAEMON_LOCK = threading.RLock()
 
+# ~4 min of tries (1 + 2 + ... + 20 s) before FATAL
+START_RETRIES = 20
+
 # supervisor states that mean "a process is up or on its way"
 _ALIVE = {"STARTING", "RUNNING", "BACKOFF"}
 
@@ -152,7 +155,9 @@ class ProcessManager:
             "autostart=false",
             "autorestart=unexpected",
             f"startsecs={program.start_secs}",
-            "startretries=2",
+            # supervisord's own backoff (1 s, 2 s, ... between tries) while a port is still held or a
+            # dependency is down; a program that still fails ends FATAL and the watchdog takes over
+            f"startretries={START_RETRIES}",
             f"stopsignal={program.stop_signal}",
             f"stopwaitsecs={program.stop_wait_s}",
             "stopasgroup=true",
@@ -208,6 +213,23 @@ class ProcessManager:
                 f"{program.name} failed to start: {exc.faultString}",
                 fix=f"see {self.log_file(program.name)}",
             ) from exc
+
+    def states(self) -> dict[str, str]:
+        """program -> supervisor state name, for every program the daemon knows."""
+        if not self.daemon_running():
+            return {}
+        return {str(p["name"]): str(p["statename"]) for p in self._rpc().supervisor.getAllProcessInfo()}
+
+    def restart_known(self, name: str) -> None:
+        """Start a program the daemon already has (e.g. one that ended FATAL): its configuration is kept."""
+        with _DAEMON_LOCK:
+            try:
+                self._rpc().supervisor.startProcess(name, False)
+            except xmlrpc.client.Fault as exc:
+                if "ALREADY_STARTED" not in exc.faultString:
+                    raise ServiceError(
+                        f"{name} failed to start: {exc.faultString}", fix=f"see {self.log_file(name)}"
+                    ) from exc
 
     def stop(self, name: str) -> None:
         if not self.is_alive(name):

@@ -94,6 +94,11 @@ def job_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.output.batch.grouping.key": "replica_set",
         "spark.cassandra.output.batch.size.rows": "32",
         "spark.cassandra.output.consistency.level": "LOCAL_QUORUM",
+        # faults: the driver reconnects to a restarted Cassandra within 10 s; a write retries a few times, then
+        # its task fails and the query with it, and the driver's QueryKeeper restarts the query with backoff
+        "spark.cassandra.connection.reconnectionDelayMS.min": "1000",
+        "spark.cassandra.connection.reconnectionDelayMS.max": "10000",
+        "spark.cassandra.query.retry.count": "10",
         # keep the executor's Cassandra session between micro-batches (default: closed after 5 s idle)
         "spark.cassandra.connection.keepAliveMS": "120000",
         "spark.executor.extraJavaOptions": AVRO_LIMITS,

@@ -50,6 +50,8 @@ from pyspark.sql.streaming.query import StreamingQuery
 from userstream.config import Settings
 from userstream.stream import rules
 from userstream.stream.control import JobPaths, accepted_topic, job_paths
+from userstream.stream.keeper import QueryKeeper
+from userstream.stream.offsets import OffsetCommitter
 from userstream.stream.progress import ProgressTracker
 from userstream.stream.registry import SchemaCache, registry_fetcher, subject_schema_ids
 
@@ -63,6 +65,7 @@ AGGREGATE_TABLE = "users_by_country_minute"
 META = ("key", "value", "topic", "partition", "offset", "timestamp")
 ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # the session time zone is UTC
 AGGREGATE_START_DELAY_MAX_S = 120.0  # the aggregate query waits at most this long for the users query's first batch
+KEEPER_TICK_S = 2.0  # how often the driver checks its queries (and writes its heartbeat)
 
 
 # --- decoding ---------------------------------------------------------------------------------------------
@@ -293,6 +296,7 @@ class UsersBatch:
             .option("kafka.acks", "all")
             .option("kafka.linger.ms", "20")
             .option("kafka.compression.type", "lz4")
+            .option("kafka.reconnect.backoff.max.ms", "5000")
             .save()
         )
 
@@ -329,6 +333,8 @@ def kafka_stream(spark: SparkSession, settings: Settings, topic: str, max_offset
         # a pooled consumer's pipelined fetch past the end of the last range blocks the next task's fetch
         # for up to fetch.max.wait.ms (500 ms by default): that was most of a small micro-batch's time
         .option("kafka.fetch.max.wait.ms", "20")
+        # a restarted broker is found again within seconds (the client's default backoff grows to 1 s)
+        .option("kafka.reconnect.backoff.max.ms", "5000")
         # records deleted by retention before we read them are skipped (logged at start), not fatal
         .option("failOnDataLoss", "false")
         .load()
@@ -373,18 +379,25 @@ def start_aggregate_query(spark: SparkSession, settings: Settings, paths: JobPat
 
 
 class ProgressListener(StreamingQueryListener):
-    """Streaming progress of both queries into the progress file (dashboard)."""
+    """Streaming progress of both queries into the progress file (dashboard), and the users query's
+    processed offsets to its Kafka consumer group (:mod:`userstream.stream.offsets`)."""
 
-    def __init__(self, tracker: ProgressTracker) -> None:
+    def __init__(self, tracker: ProgressTracker, committer: OffsetCommitter | None = None) -> None:
         self.tracker = tracker
+        self.committer = committer
 
     def onQueryStarted(self, event: QueryStartedEvent) -> None:
         log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
 
     def onQueryProgress(self, event: QueryProgressEvent) -> None:
         try:
-            self.tracker.record_progress(json.loads(event.progress.json))
+            progress = json.loads(event.progress.json)
+            self.tracker.record_progress(progress)
             self.tracker.write()
+            if self.committer is not None and progress.get("name") == USERS_QUERY:
+                for source in progress.get("sources") or []:
+                    end = source.get("endOffset")
+                    self.committer.commit(json.loads(end) if isinstance(end, str) else end or {})
         except Exception:  # a listener error must never disturb the queries
             log.exception("progress listener")
 
@@ -450,7 +463,8 @@ def run(settings: Settings, name: str) -> int:
         "with a Spark warning, not failed on",
         settings.users_topic,
     )
-    spark.streams.addListener(ProgressListener(tracker))
+    committer = OffsetCommitter(settings)
+    spark.streams.addListener(ProgressListener(tracker, committer))
     schemas = SchemaCache(registry_fetcher(settings.registry_endpoint))
     try:
         # the subject's versions up front: the first micro-batch then decodes in one pass, not two
@@ -465,39 +479,42 @@ def run(settings: Settings, name: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    queries = [start_users_query(spark, settings, paths, schemas, tracker)]
+
+    def asked_to_stop() -> bool:
+        return stopping or paths.stop_file.exists()
+
+    keeper = QueryKeeper()
+    keeper.start(USERS_QUERY, lambda: start_users_query(spark, settings, paths, schemas, tracker))
     tracker.set_state("running")
     tracker.write()
-    code = 0
     try:
         # the aggregate query restores its state store and shuffles: started together on a cold JVM it takes
         # the cores the users query's first micro-batch needs, so it starts once that batch is done
         deadline = time.monotonic() + AGGREGATE_START_DELAY_MAX_S
-        while queries[0].lastProgress is None and time.monotonic() < deadline and queries[0].isActive:
-            if stopping or paths.stop_file.exists():
+        users = keeper.queries[0]
+        while users.lastProgress is None and time.monotonic() < deadline and users.isActive:  # type: ignore[attr-defined]
+            if asked_to_stop():
                 break
             time.sleep(0.5)
-        if not stopping and not paths.stop_file.exists():
-            queries.append(start_aggregate_query(spark, settings, paths))
-        while not stopping and not paths.stop_file.exists():
-            if spark.streams.awaitAnyTermination(5):
-                break
+        if not asked_to_stop():
+            keeper.start(AGGREGATE_QUERY, lambda: start_aggregate_query(spark, settings, paths))
+        while not asked_to_stop():
+            time.sleep(KEEPER_TICK_S)
+            if keeper.check():
+                spark.streams.resetTerminated()
+            failures = keeper.failures()
+            if failures:
+                tracker.set_state("restarting", "; ".join(f"{n}: {e}" for n, e in failures.items()))
+            elif tracker.state == "restarting":
+                tracker.set_state("running")
             tracker.write()  # a heartbeat: updated_at moves while the job is idle
-    except Exception as exc:  # a query failed: exit non-zero, supervisord restarts us from the checkpoint
-        log.error("streaming query failed: %s", exc)
-        tracker.set_state("failed", str(exc))
-        code = 1
     finally:
-        for q in queries:
-            try:
-                q.stop()
-            except Exception:
-                log.debug("stopping %s", q.name, exc_info=True)
-        if code == 0:
-            tracker.set_state("stopped")
+        keeper.stop_all()
+        committer.close()
+        tracker.set_state("stopped")
         tracker.write()
         spark.stop()
-    return code
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:

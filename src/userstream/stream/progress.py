@@ -172,11 +172,19 @@ class ProgressTracker:
                 )
         return summary
 
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state
+
     def set_state(self, state: str, error: str | None = None) -> None:
+        """``error`` is kept until a later state says another (``running`` after a restart clears it)."""
         with self._lock:
             self._state = state
             if error is not None:
                 self._error = error[:2000]
+            elif state == "running":
+                self._error = None
 
     # --- output --------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
