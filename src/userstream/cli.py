@@ -18,6 +18,7 @@ from rich.table import Table
 
 from userstream.config import Settings, get_settings
 from userstream.errors import UserstreamError
+from userstream.runtime.health import health_report
 
 if TYPE_CHECKING:
     from userstream.runtime.stack import Stack
@@ -187,29 +188,34 @@ def status(
     services: ServicesArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Show each service: running, healthy, endpoints."""
-    statuses = _stack(services).status()
+    """Show each service (running, healthy, endpoints), the streaming job and each stage (flowing, idle,
+    stalled). Exits 1 when anything is unhealthy or stalled, so scripts and probes can use it."""
+    report = health_report(_stack(services), whole_pipeline=not services)
     if as_json:
-        payload = [
-            {
-                "name": s.name,
-                "external": s.external,
-                "running": s.running,
-                "healthy": s.health.healthy,
-                "detail": s.health.detail,
-                "urls": s.urls,
-            }
-            for s in statuses
-        ]
-        typer.echo(json.dumps(payload, indent=2))
-        return
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        raise typer.Exit(0 if report.ok else 1)
     table = Table("service", "state", "health", "endpoints")
-    for s in statuses:
+    for s in report.services:
         state = "external" if s.external else ("running" if s.running else "stopped")
         mark = "[green]healthy[/green]" if s.health.healthy else "[red]down[/red]"
         health = f"{mark} {s.health.detail}"
         table.add_row(s.name, state, health, "\n".join(s.urls.values()))
-    Console().print(table)
+    if report.job is not None:
+        mark = "[green]healthy[/green]" if report.job.healthy else "[red]down[/red]"
+        table.add_row("stream (job)", "running" if report.job.healthy else "-", f"{mark} {report.job.detail}", "")
+    out = Console()
+    out.print(table)
+    if not services:
+        stages = Table("stage", "state", "backlog", "detail")
+        colour = {"stalled": "red", "flowing": "green", "idle": "cyan", "unknown": "yellow"}
+        for v in report.stages:
+            stages.add_row(v.stage, f"[{colour[v.state]}]{v.state}[/]", str(v.backlog), v.detail)
+        if report.stages_error:
+            stages.add_row("-", "[yellow]unknown[/]", "", report.stages_error)
+        out.print(stages)
+    if not report.ok:
+        out.print(f"[red]not ok:[/red] {'; '.join(report.problems)}")
+        raise typer.Exit(1)
 
 
 @app.command()

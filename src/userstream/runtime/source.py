@@ -19,9 +19,18 @@ class SourceService(Service):
         return f"http://{self.settings.bind_host}:{self.settings.source_port}/api/"
 
     @property
+    def configured_local(self) -> bool:
+        return self.settings.source_url.rstrip("/") == self.local_url.rstrip("/")
+
+    @property
     def external(self) -> bool:
-        # the production default is the real randomuser.me: then there is nothing to run here
-        return self.settings.source_url.rstrip("/") != self.local_url.rstrip("/")
+        # the production default is the real randomuser.me: then there is nothing to run here, unless a demo
+        # started the bundled one (`status` runs without the demo's environment, so it asks supervisord)
+        return not self.configured_local and not self.processes.is_alive("source")
+
+    @property
+    def url(self) -> str:
+        return self.settings.source_url if self.external else self.local_url
 
     @property
     def ports(self) -> list[int]:
@@ -39,12 +48,12 @@ class SourceService(Service):
             # not probed: status must not send traffic to the public API (rate limits, offline machines)
             return Health(True, f"external {self.settings.source_url} (not probed)")
         try:
-            resp = httpx.get(self.settings.source_url, params={"results": "1", "noinfo": "1"}, timeout=3)
+            resp = httpx.get(self.url, params={"results": "1", "noinfo": "1"}, timeout=3)
         except httpx.HTTPError as exc:
             return Health(False, type(exc).__name__)
         if resp.status_code != 200:
             return Health(False, f"HTTP {resp.status_code}")
-        return Health(True, "answering")
+        return Health(True, "bundled server, answering")
 
     def urls(self) -> dict[str, str]:
-        return {"API": self.settings.source_url}
+        return {"API": self.url}

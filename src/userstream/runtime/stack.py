@@ -23,6 +23,7 @@ SERVICE_CLASSES: dict[str, str] = {
     "cassandra": "userstream.runtime.cassandra:CassandraService",
     "spark": "userstream.runtime.spark:SparkService",
     "airflow": "userstream.runtime.airflow:AirflowService",
+    "watchdog": "userstream.runtime.watchdog:WatchdogService",
     "dashboard": "userstream.monitor.service:DashboardService",
 }
 

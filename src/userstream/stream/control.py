@@ -12,6 +12,7 @@ import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,30 @@ def job_status(settings: Settings, *, name: str = PROGRAM) -> dict[str, Any]:
         "log": str(processes.log_file(name)),
         "progress": read_progress(paths.progress),
     }
+
+
+def job_health(settings: Settings, *, name: str = PROGRAM, max_age_s: float = 30.0) -> tuple[bool, str]:
+    """(healthy, detail): the driver runs, its heartbeat is fresh and every query is active.
+
+    Whether the queries also make progress while their input waits is the stall rule's to say
+    (:mod:`userstream.monitor.stall`); `userstream status` shows both.
+    """
+    status = job_status(settings, name=name)
+    if not status["running"]:
+        return False, str(status["state"]).lower()
+    progress = status["progress"]
+    if progress is None:
+        return False, "driver started; no progress document yet"
+    try:
+        updated = datetime.fromisoformat(str(progress.get("updated_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return False, "progress document has no valid updated_at"
+    age = (datetime.now(UTC) - updated).total_seconds()
+    if age > max_age_s:
+        return False, f"driver heartbeat {age:.0f}s old"
+    state = str(progress.get("state"))
+    if state != "running":
+        error = progress.get("error")
+        return False, f"{state}{': ' + str(error)[:300] if error else ''}"
+    totals = progress.get("totals") or {}
+    return True, f"queries active; {totals.get('valid', 0)} valid, {totals.get('dlq', 0)} to the DLQ so far"
