@@ -14,7 +14,14 @@ from airflow.sdk import dag, task
     max_active_runs=1,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=5), "retry_exponential_backoff": True},
+    # a run failing on an outage (Postgres or the source restarting) is retried with capped backoff; a run that
+    # still fails is followed by the next @continuous run, so ingest never stops for good
+    default_args={
+        "retries": 8,
+        "retry_delay": timedelta(seconds=5),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(seconds=60),
+    },
     tags=["userstream"],
     doc_md="Each run ingests for `USERSTREAM_INGEST_WINDOW_S` seconds at `USERSTREAM_INGEST_RATE` records/s.",
 )

@@ -88,6 +88,10 @@ class AirflowService(Service):
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("airflow_jwt_secret"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            # a scheduler killed mid-run: its task's missed heartbeats fail it (then retried) within a minute,
+            # and the restarted scheduler adopts the dead one's tasks within 30 s (defaults: 300 s each)
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.settings.log_dir / "airflow"),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "USERSTREAM_DATA_DIR": str(self.settings.root),
