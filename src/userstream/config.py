@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     source_page_size: int = Field(5000, ge=1, le=5000)
     source_timeout_s: float = 10.0
     source_retries: int = 6
+    # The provider's limits (defaults: the real randomuser.me's); they apply to the API at source_url.
+    source_quota_users: int = Field(
+        20_000, ge=0, description="users the provider serves one client IP per quota window (0: no quota)"
+    )
+    source_quota_window_s: float = Field(300.0, gt=0, description="length of the provider's fixed quota window")
+    source_max_page: int = Field(
+        10_000, ge=1, description="highest page the provider serves (above it the live site answers page 1)"
+    )
 
     # --- PostgreSQL ----------------------------------------------------------------------
     postgres_dsn: str | None = None

@@ -32,12 +32,19 @@ def bootstrap(settings: Settings, *, with_stream: bool = True) -> dict[str, Any]
 
 
 def demo_environment(settings: Settings) -> dict[str, str]:
-    """Environment overrides for the demo: ingest from the bundled source unless a source URL was chosen."""
+    """Environment overrides for the demo: ingest from the bundled source unless a source URL was chosen.
+
+    The bundled source has no quota (unless started with one), so the client-side quota pacing, whose
+    default is the real site's, is turned off with it, unless USERSTREAM_SOURCE_QUOTA_USERS was set.
+    """
     import os
 
     if "USERSTREAM_SOURCE_URL" in os.environ:
         return {}
-    return {"USERSTREAM_SOURCE_URL": f"http://{settings.bind_host}:{settings.source_port}/api/"}
+    env = {"USERSTREAM_SOURCE_URL": f"http://{settings.bind_host}:{settings.source_port}/api/"}
+    if "USERSTREAM_SOURCE_QUOTA_USERS" not in os.environ:
+        env["USERSTREAM_SOURCE_QUOTA_USERS"] = "0"
+    return env
 
 
 def start_flow(settings: Settings) -> None:

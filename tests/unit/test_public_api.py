@@ -12,8 +12,9 @@ PUBLIC = {
         "UserstreamError", "__version__", "get_settings",
     ],
     "userstream.source": [
-        "AcceptedUser", "DEFAULT_ANCHOR", "FaultConfig", "PageResult", "PasswordSpec", "RejectedRecord",
-        "SourceClient", "UserGenerator", "serve", "serve_in_thread",
+        "AcceptedUser", "DEFAULT_ANCHOR", "FaultConfig", "PageOutOfRange", "PageResult", "PasswordSpec",
+        "QuotaPacer", "QuotaWaitCancelled", "RejectedRecord", "ServerLimits", "SourceClient", "UserGenerator",
+        "serve", "serve_in_thread",
     ],
     "userstream.ingest": [
         "IngestReport", "LandResult", "LandedUser", "PageSource", "RateLimiter", "Reject", "ingest", "land_batch",

@@ -35,6 +35,11 @@ def serve_cmd(
     latency: Annotated[float, typer.Option(help="seconds added before answering")] = 0.0,
     latency_rate: Annotated[float, typer.Option(help="share of requests that get the latency")] = 1.0,
     fault_seed: Annotated[int | None, typer.Option(help="fix the fault sequence")] = None,
+    quota_users: Annotated[
+        int, typer.Option(help="users per client IP per quota window, then 429 without Retry-After (0: off)")
+    ] = 0,
+    quota_window: Annotated[float, typer.Option(help="seconds of the fixed quota window")] = 300.0,
+    max_page: Annotated[int, typer.Option(help="pages above this are served as page 1 (info.page 1)")] = 10_000,
     anchor: Annotated[
         str, typer.Option(help="the 'today' that dates and ages are computed from (YYYY-MM-DD)")
     ] = "2026-01-01",
@@ -42,6 +47,7 @@ def serve_cmd(
 ) -> None:
     """Serve GET /api/ and /api/1.4/ in the randomuser.me 1.4 shape (faults off unless asked for)."""
     from userstream.source.faults import FaultConfig
+    from userstream.source.quota import ServerLimits
     from userstream.source.server import serve
 
     settings = get_settings()
@@ -57,17 +63,19 @@ def serve_cmd(
             latency_rate=latency_rate,
             seed=fault_seed,
         )
+        limits = ServerLimits(quota_users=quota_users, quota_window_s=quota_window, max_page=max_page)
         anchor_day = date.fromisoformat(anchor)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
     def ready(url: str) -> None:
-        _err.print(f"source listening on [bold]{url}[/bold] ({faults.describe()}); Ctrl-C stops")
+        _err.print(f"source listening on [bold]{url}[/bold] ({faults.describe()}; {limits.describe()}); Ctrl-C stops")
 
     serve(
         host or settings.bind_host,
         settings.source_port if port is None else port,
         faults=faults,
+        limits=limits,
         anchor=anchor_day,
         log_level=log_level,
         on_ready=ready,

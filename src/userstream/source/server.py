@@ -5,12 +5,17 @@ and the raw app keeps the byte path free of copies: generator -> bytes -> socket
 
 Routes: ``GET /api/`` and ``/api/1.4/`` (with or without the trailing slash); any other ``/api/<version>/``
 is 404, as on the live service; ``/healthz`` answers ``ok``.
+
+Like the live site (:class:`~userstream.source.quota.ServerLimits`): a page above ``max_page`` (10,000) is
+served as page 1 with ``info.page`` 1, and, when ``quota_users`` is set, an address already served that many
+users in the current fixed window gets 429 with the site's error body and no Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import socket
@@ -27,6 +32,7 @@ from userstream.model import API_VERSION
 from userstream.source.api import Query, encode_page, render, stream, streamable
 from userstream.source.faults import ERROR_BODY, RATE_LIMIT_BODY, Fault, FaultConfig, FaultInjector
 from userstream.source.generator import DEFAULT_ANCHOR, UserGenerator
+from userstream.source.quota import QuotaCounter, ServerLimits, quota_error_body
 
 __all__ = ["SourceApp", "bind_socket", "serve", "serve_in_thread"]
 
@@ -45,9 +51,16 @@ class SourceApp:
     """The ASGI application. Generation runs on the event loop thread: a 5,000-user page takes ~70 ms
     of CPU, and handing it to a thread would only add GIL contention."""
 
-    def __init__(self, generator: UserGenerator | None = None, faults: FaultConfig | None = None) -> None:
+    def __init__(
+        self,
+        generator: UserGenerator | None = None,
+        faults: FaultConfig | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
         self.generator = generator or UserGenerator()
         self.faults = FaultInjector(faults) if faults is not None and faults.enabled else None
+        self.limits = limits or ServerLimits()
+        self.quota = QuotaCounter(self.limits) if self.limits.quota_users else None
         self.requests = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,6 +82,14 @@ class SourceApp:
             return
         query = Query.parse(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         head = scope["method"] == "HEAD"
+        if query.page > self.limits.max_page:
+            query = dataclasses.replace(query, page=1)  # as the live site: silently page 1
+        if self.quota is not None and not head:
+            client = scope.get("client")
+            refused = self.quota.admit(str(client[0]) if client else "", query.results)
+            if refused is not None:  # no Retry-After, as the live site: its window resets on its own
+                await _respond(send, 429, msgspec.json.encode(quota_error_body(refused)), _JSON)
+                return
         if self.faults is None:
             if streamable(query) and not head:
                 await self._stream(query, send)
@@ -192,6 +213,7 @@ def serve(
     port: int,
     *,
     faults: FaultConfig | None = None,
+    limits: ServerLimits | None = None,
     anchor: date = DEFAULT_ANCHOR,
     log_level: str = "warning",
     sock: socket.socket | None = None,
@@ -204,7 +226,7 @@ def serve(
     """
     import uvicorn
 
-    app = SourceApp(UserGenerator(anchor), faults)
+    app = SourceApp(UserGenerator(anchor), faults, limits)
     sock = sock or bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     config = _config(app, log_level)
@@ -236,11 +258,12 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     generator: UserGenerator | None = None,
+    limits: ServerLimits | None = None,
 ) -> Iterator[str]:
     """Run the server on a background thread (tests, demos); yields the base URL ``http://h:p/api/``."""
     import uvicorn
 
-    app = SourceApp(generator, faults)
+    app = SourceApp(generator, faults, limits)
     sock = bind_socket(host, port)
     server = uvicorn.Server(_config(app, "warning"))  # off the main thread: no signal handlers
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="source")

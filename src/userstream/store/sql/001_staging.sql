@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS staging.ingest_runs (
     finished_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS ingest_runs_seed ON staging.ingest_runs (seed, last_page);
+-- The cursor is (generation, last_page): generation 1 is the seed itself, k > 1 the derived seed '<seed>~k'
+-- (a seed's sequence ends at the provider's last page). limited_by: what held the run's rate down
+-- ('rate', 'quota' or 'source'); NULL for runs recorded before it existed.
+ALTER TABLE staging.ingest_runs ADD COLUMN IF NOT EXISTS generation integer NOT NULL DEFAULT 1;
+ALTER TABLE staging.ingest_runs ADD COLUMN IF NOT EXISTS limited_by text;
+CREATE INDEX IF NOT EXISTS ingest_runs_cursor ON staging.ingest_runs (seed, generation, last_page);
 
 -- Debezium reads changes of staging.users only, through this publication (pgoutput).
 DO $$
