@@ -32,6 +32,7 @@ from userstream.errors import ServiceError
 from userstream.ingest import ingest
 from userstream.ingest.bench import source_server
 from userstream.ingest.run import page_size_for
+from userstream.kafkalog import with_logger
 from userstream.runtime.bench import cpu_seconds
 from userstream.runtime.process import ProcessManager
 from userstream.source import SourceClient
@@ -281,7 +282,9 @@ def _topic_end(settings: Settings) -> int:
     """Sum of the users topic's end offsets."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "userstream-bench"})
+    consumer = Consumer(
+        with_logger({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "userstream-bench"}, "bench")
+    )
     try:
         meta = consumer.list_topics(settings.users_topic, timeout=10).topics[settings.users_topic]
         return sum(

@@ -17,6 +17,7 @@ from userstream.cdc.schemas import registry_client
 from userstream.config import Settings
 from userstream.ingest.land import LandedUser, land_batch
 from userstream.ingest.run import RateLimiter
+from userstream.kafkalog import with_logger
 from userstream.model import to_row, validate_user
 from userstream.source import UserGenerator
 
@@ -78,12 +79,15 @@ class _TopicTail(threading.Thread):
     def run(self) -> None:
         s = self.settings
         consumer = Consumer(
-            {
-                "bootstrap.servers": s.kafka_bootstrap_servers,
-                "group.id": f"bench-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 20,
-            }
+            with_logger(
+                {
+                    "bootstrap.servers": s.kafka_bootstrap_servers,
+                    "group.id": f"bench-{uuid.uuid4()}",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 20,
+                },
+                "bench",
+            )
         )
         try:
             meta = consumer.list_topics(s.users_topic, timeout=10).topics[s.users_topic]

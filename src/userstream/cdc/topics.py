@@ -6,10 +6,13 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: 
 
 from userstream.config import Settings
 from userstream.errors import ServiceError
+from userstream.kafkalog import with_logger
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 10000})
+    return AdminClient(
+        with_logger({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 10000}, "admin")
+    )
 
 
 def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:

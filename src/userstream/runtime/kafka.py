@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from userstream.errors import ServiceError
+from userstream.kafkalog import with_logger
 from userstream.runtime.base import Health, Reporter, Service, classpath, java, maven_install, tcp_open
 from userstream.runtime.process import Program
 
@@ -78,7 +79,9 @@ def new_cluster_id() -> str:
 
 def kafka_health(bootstrap: str, timeout_s: float = 2.0) -> Health:
     """Ask the cluster for its metadata: proves the broker serves requests, not just that a port is open."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 2000})
+    admin = AdminClient(
+        with_logger({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 2000}, "health")
+    )
     try:
         md = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:

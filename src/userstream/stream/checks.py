@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from userstream.config import Settings
+from userstream.kafkalog import with_logger
 from userstream.stream.rules import read_dlq_headers
 
 _MIN_TOKEN, _MAX_TOKEN = -(2**63), 2**63 - 1
@@ -61,12 +62,15 @@ def read_topic(
     from confluent_kafka import Consumer
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"userstream-read-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        with_logger(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": f"userstream-read-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+            "checks",
+        )
     )
     consumer.subscribe([topic])
     out: list[dict[str, Any]] = []
