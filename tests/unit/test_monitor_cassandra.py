@@ -14,6 +14,7 @@ import pytest
 
 from userstream.config import Settings
 from userstream.monitor.collect import Collector
+from userstream.monitor.collectors.cassandra import CassandraCollector
 
 UserRowT = namedtuple("UserRowT", "id first_name last_name email nat fetched_at written")
 WindowRowT = namedtuple("WindowRowT", "country window_start window_end users")
@@ -59,7 +60,7 @@ def fake_concurrent(session: FakeSession, stmt: str, params: Sequence[tuple[Any,
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Collector, list[UserRowT]]:
+def world(tmp_path: Path) -> tuple[CassandraCollector, list[UserRowT]]:
     now = datetime(2026, 1, 1, 12, 0, 0)  # naive UTC, as the driver returns timestamps
     epoch = now.replace(tzinfo=UTC).timestamp()
     # user i was written 0.1 * i seconds after it was fetched
@@ -73,33 +74,32 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Collector, l
         WindowRowT("FR", now, now + timedelta(minutes=1), 7),
     ]
     session = FakeSession(users, windows)
-    import cassandra.concurrent
-
-    monkeypatch.setattr(cassandra.concurrent, "execute_concurrent_with_args", fake_concurrent)
-    monkeypatch.setattr(Collector, "_cassandra", lambda self: session)
     # the newest landed ids: 30 stored ones and 5 not stored yet
     landed = [u.id for u in users[10:]] + [uuid.uuid4() for _ in range(5)]
-    monkeypatch.setattr(Collector, "recent_landed_ids", lambda self, limit: landed)
-    collector = Collector(Settings(data_dir=tmp_path), sections=["cassandra"])
+    collector = CassandraCollector(
+        Settings(data_dir=tmp_path),
+        lambda limit: landed,
+        connect=lambda: session,  # type: ignore[arg-type,return-value]
+        execute_concurrent=fake_concurrent,
+    )
     return collector, users
 
 
-def test_token_range_count_covers_every_row_once(world: tuple[Collector, list[UserRowT]]) -> None:
+def test_token_range_count_covers_every_row_once(world: tuple[CassandraCollector, list[UserRowT]]) -> None:
     collector, users = world
-    assert collector._count_cassandra() == len(users)
+    assert collector._count() == len(users)
 
 
-def test_section_count_windows_and_latency(world: tuple[Collector, list[UserRowT]]) -> None:
+def test_section_count_windows_and_latency(world: tuple[CassandraCollector, list[UserRowT]]) -> None:
     collector, _users = world
-    with collector:
+    section = collector.collect_cassandra()
+    if section.users is None:  # the first count runs in the background
+        time.sleep(0.3)
         section = collector.collect_cassandra()
-        if section.users is None:  # the first count runs in the background
-            time.sleep(0.3)
-            section = collector.collect_cassandra()
-        assert section.users == 40 and section.count_error is None and section.users_measured_at is not None
-        assert [(w.country, w.users) for w in section.latest_windows] == [("FR", 7), ("GB", 3), ("FR", 12)]
+    assert section.users == 40 and section.count_error is None and section.users_measured_at is not None
+    assert [(w.country, w.users) for w in section.latest_windows] == [("FR", 7), ("GB", 3), ("FR", 12)]
 
-        latency, latest = collector.collect_latency()
+    latency, latest = collector.collect_latency()
     assert latency.sample_size == 30 and "30 of the 35 most recently landed" in latency.sample
     assert latency.p50_ms is not None and 1000 < latency.p50_ms < 4100  # 0.1 s per user: 1.1 s .. 4.0 s
     assert [u.name for u in latest[:3]] == ["F40 L40", "F39 L39", "F38 L38"]
@@ -107,12 +107,11 @@ def test_section_count_windows_and_latency(world: tuple[Collector, list[UserRowT
 
 
 def test_token_order_sample_when_recent_rows_are_not_stored(
-    world: tuple[Collector, list[UserRowT]], monkeypatch: pytest.MonkeyPatch
+    world: tuple[CassandraCollector, list[UserRowT]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     collector, _users = world
-    monkeypatch.setattr(Collector, "recent_landed_ids", lambda self, limit: [uuid.uuid4() for _ in range(50)])
-    with collector:
-        latency, latest = collector.collect_latency()
+    monkeypatch.setattr(collector, "_recent_ids", lambda limit: [uuid.uuid4() for _ in range(50)])
+    latency, latest = collector.collect_latency()
     assert latency.sample_size == 40 and "token order" in latency.sample
     assert len(latest) == 10
 

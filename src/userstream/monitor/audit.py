@@ -13,12 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from cassandra.query import SimpleStatement
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from userstream.cdc.schemas import registry_client
 from userstream.config import Settings
 from userstream.errors import UserstreamError
+from userstream.kafkalog import with_logger
+from userstream.store.cassandra import connect
 
 
 class AuditFailed(UserstreamError):
@@ -89,10 +93,6 @@ def postgres_ids(settings: Settings, cutoff: datetime) -> tuple[set[str], int]:
 
 
 def cassandra_ids(settings: Settings, keyspace: str | None = None) -> set[str]:
-    from cassandra.query import SimpleStatement
-
-    from userstream.store.cassandra import connect
-
     session = connect(settings)
     try:
         table = f"{keyspace or settings.cassandra_keyspace}.created_users"
@@ -105,13 +105,16 @@ def cassandra_ids(settings: Settings, keyspace: str | None = None) -> set[str]:
 def dlq_ids(settings: Settings, timeout_s: float = 60.0) -> tuple[set[str], int]:
     """Ids of the DLQ's records (from the Avro key, else an ``id`` header) and how many repeated."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"audit-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
+        with_logger(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": f"audit-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+            },
+            "audit",
+        )
     )
-    decode = AvroDeserializer(_registry(settings))
+    decode = AvroDeserializer(registry_client(settings))
     ctx = SerializationContext(settings.users_topic, MessageField.KEY)
     ids: set[str] = set()
     repeats = 0
@@ -145,12 +148,6 @@ def dlq_ids(settings: Settings, timeout_s: float = 60.0) -> tuple[set[str], int]
     finally:
         consumer.close()
     return ids, repeats
-
-
-def _registry(settings: Settings) -> Any:
-    from userstream.cdc.schemas import registry_client
-
-    return registry_client(settings)
 
 
 def _dlq_record_id(msg: Any, decode: AvroDeserializer, ctx: SerializationContext) -> str | None:

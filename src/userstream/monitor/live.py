@@ -33,6 +33,9 @@ def render_snapshot(snap: PipelineSnapshot) -> RenderableType:
         branch = stage.key in ("rejected", "dlq")
         label = Text(("  └ " if branch else "") + stage.label, style="yellow" if branch else "")
         note = Text(stage.error, style="red") if stage.error else Text(stage.counted_by, style="dim")
+        if stage.state == "stalled":  # the watchdog's verdict: input waiting, output standing still
+            label.append("  stalled", style="bold red")
+            note = Text(stage.state_detail or "stalled", style="red")
         table.add_row(
             label,
             _num(stage.count),
@@ -53,6 +56,8 @@ def render_snapshot(snap: PipelineSnapshot) -> RenderableType:
     ]
     if stale:
         parts.insert(2, f"slow: {', '.join(stale)} (previous values)")
+    if snap.health.error:
+        parts.insert(2, f"stall check: {snap.health.error}")
     return Group(table, Text("  ·  ".join(parts), style="dim"))
 
 
@@ -84,7 +89,10 @@ def run_live(
 
 def summary_line(snap: PipelineSnapshot) -> str:
     """One line of every stage's count and rate, for logs."""
-    stages = ", ".join(f"{st.label} {_num(st.count)} ({_num(st.rate, '{:,.0f}')}/s)" for st in snap.stages)
+    stages = ", ".join(
+        f"{st.label} {_num(st.count)} ({_num(st.rate, '{:,.0f}')}/s)" + (" STALLED" if st.state == "stalled" else "")
+        for st in snap.stages
+    )
     return f"{datetime.fromtimestamp(snap.taken_at).strftime('%H:%M:%S')} {stages}"
 
 

@@ -46,10 +46,25 @@ def snapshot_metrics(snap: PipelineSnapshot) -> Iterator[Metric]:
     yield records
     yield rates
 
+    # the watchdog's verdicts; a stage it could not measure (unknown) reports no stalled value
+    stalled = GaugeMetricFamily(
+        "userstream_stage_stalled", "1 when the stage's input waits while its output stands still", labels=["stage"]
+    )
+    backlog = GaugeMetricFamily(
+        "userstream_stage_backlog", "What waits at the stage's input (records, or WAL bytes for cdc)", labels=["stage"]
+    )
+    for verdict in snap.health.stages:
+        if verdict.state != "unknown":
+            stalled.add_metric([verdict.stage], 1.0 if verdict.state == "stalled" else 0.0)
+        if verdict.backlog is not None:
+            backlog.add_metric([verdict.stage], verdict.backlog)
+    yield stalled
+    yield backlog
+
     section_up = GaugeMetricFamily(
         "userstream_monitor_section_up", "1 when the monitor could read this section's backend", labels=["section"]
     )
-    for name in ("ingest", "postgres", "kafka", "registry", "spark", "cassandra", "latency", "services"):
+    for name in ("ingest", "postgres", "kafka", "registry", "spark", "cassandra", "latency", "services", "health"):
         section = getattr(snap, name)
         section_up.add_metric([name], 0.0 if section.error else 1.0)
     yield section_up

@@ -29,6 +29,8 @@ __all__ = [
     "SparkBatch",
     "SparkQuery",
     "SparkSection",
+    "StageHealth",
+    "StageHealthSection",
     "StageStat",
     "StoredUser",
     "Subject",
@@ -68,6 +70,7 @@ class IngestRun(BaseModel):
     rejected: int
     started_at: float | None = None
     finished_at: float | None = None
+    limited_by: str | None = Field(None, description="what held the run back: rate, quota, ... (newer schemas)")
 
 
 class IngestSection(Section):
@@ -247,6 +250,26 @@ class ServicesSection(Section):
     services: list[ServiceHealth] = Field(default_factory=list)
 
 
+# --- stalled stages (the watchdog's verdicts) ----------------------------------------------------
+
+
+class StageHealth(BaseModel):
+    """One verdict of :class:`userstream.monitor.stall.StallRule`, as the watchdog wrote it."""
+
+    stage: str = Field(description="ingest, cdc or stream")
+    state: str = Field(description="idle, flowing, stalled or unknown")
+    backlog: int | None = None
+    output: int | None = None
+    waiting_s: float | None = None
+    detail: str = ""
+
+
+class StageHealthSection(Section):
+    """``error`` is set when there is no fresh verdict (the watchdog is not running, or its file is old)."""
+
+    stages: list[StageHealth] = Field(default_factory=list)
+
+
 # --- the whole snapshot ----------------------------------------------------------------------------
 
 
@@ -258,6 +281,8 @@ class StageStat(BaseModel):
     measured_at: float | None = None
     counted_by: str = ""
     error: str | None = None
+    state: str | None = Field(None, description="the watchdog's verdict on the step feeding this counter")
+    state_detail: str = ""
 
 
 class PipelineSnapshot(BaseModel):
@@ -272,6 +297,7 @@ class PipelineSnapshot(BaseModel):
     cassandra: CassandraSection = Field(default_factory=CassandraSection)
     latency: LatencySection = Field(default_factory=LatencySection)
     services: ServicesSection = Field(default_factory=ServicesSection)
+    health: StageHealthSection = Field(default_factory=StageHealthSection)
     links: dict[str, str] = Field(default_factory=dict)
 
     def stage(self, key: str) -> StageStat | None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 
-from userstream.monitor.models import STAGES, LatencySection, PipelineSnapshot, StageStat
+from userstream.monitor.models import STAGES, LatencySection, PipelineSnapshot, StageHealthSection, StageStat
 
-__all__ = ["LATENCY_BUCKETS_MS", "apply_rates", "build_stages", "latency_histogram"]
+__all__ = ["LATENCY_BUCKETS_MS", "VERDICT_STAGES", "apply_health", "apply_rates", "build_stages", "latency_histogram"]
+
+# the watchdog's stage -> the counter its output moves: ingest lands rows, the CDC fills the topic, the job
+# processes it
+VERDICT_STAGES: dict[str, str] = {"ingest": "landed", "cdc": "kafka", "stream": "spark"}
 
 # upper bounds of the end-to-end latency histogram, in ms; one more open bucket follows
 LATENCY_BUCKETS_MS: tuple[float, ...] = (250, 500, 1000, 2000, 3000, 5000, 10_000, 30_000, 60_000, 300_000)
@@ -83,6 +87,19 @@ def apply_rates(
             elif dt == 0 and (now is None or now - stage.measured_at <= max_carry_s):
                 rate = prev.rate
         out.append(stage.model_copy(update={"rate": rate}))
+    return out
+
+
+def apply_health(stages: list[StageStat], health: StageHealthSection) -> list[StageStat]:
+    """Each counter gets the watchdog's verdict (state and detail) on the step that feeds it."""
+    by_key = {VERDICT_STAGES[v.stage]: v for v in health.stages if v.stage in VERDICT_STAGES}
+    out = []
+    for stage in stages:
+        verdict = by_key.get(stage.key)
+        if verdict is None:
+            out.append(stage)
+        else:
+            out.append(stage.model_copy(update={"state": verdict.state, "state_detail": verdict.detail}))
     return out
 
 
