@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from userstream.config import Settings
-from userstream.monitor.app import cookie_name, create_app
+from userstream.monitor.app import STATIC_DIR, cookie_name, create_app
 from userstream.monitor.auth import dashboard_token, dashboard_url, token_file
 from userstream.monitor.collect import Collector
 from userstream.monitor.models import PipelineSnapshot, StageStat
@@ -110,9 +111,16 @@ def test_open_mode_needs_no_token(tmp_path: Path) -> None:
 
 
 def test_static_page_references_only_local_assets() -> None:
-    from userstream.monitor.app import STATIC_DIR
-
     html = (STATIC_DIR / "index.html").read_text()
     assert "http://" not in html and "https://" not in html  # no CDN
     for asset in ("app.js", "style.css"):
         assert (STATIC_DIR / asset).exists() and f"/static/{asset}" in html
+
+
+def test_every_element_the_page_script_fills_exists() -> None:
+    html = (STATIC_DIR / "index.html").read_text()
+    script = (STATIC_DIR / "app.js").read_text()
+    ids = set(re.findall(r'\$\("([a-z0-9-]+)"\)', script)) | set(re.findall(r'setError\("([a-z0-9-]+)"', script))
+    assert {"health-stages", "health-error", "health-hint"} <= ids
+    missing = sorted(i for i in ids if f'id="{i}"' not in html)
+    assert not missing, f"app.js fills elements index.html lacks: {missing}"

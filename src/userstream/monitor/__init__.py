@@ -4,7 +4,9 @@
 snapshot (for rates); ``create_app(settings)`` is the dashboard; ``run_live(settings)`` the terminal view.
 
 Exports are imported lazily: ``userstream.monitor.audit`` (run inside Airflow tasks) must not pull in
-FastAPI, uvicorn and rich.
+FastAPI, uvicorn and rich. This is import-safe: the lazy import runs only when a caller asks for one of
+these names (the CLI, from its main thread); no module of the monitor uses it, and every monitor module
+imports what it needs at its top, so the collector's threads never import anything.
 """
 
 from __future__ import annotations

@@ -125,6 +125,7 @@ function renderPipeline(snap) {
     rate.classList.toggle("moving", isNum(stage.rate) && stage.rate > 0);
     node.querySelector(".err").textContent = stage.error || "";
     node.title = `${stage.label}: ${stage.counted_by}`;
+    renderStageState(node, stage);
     const names = (node.dataset.services || "").split(",").filter(Boolean);
     const health = healthClass(services, names);
     node.querySelector(".dot").className = `dot ${stage.error ? "bad" : health}`;
@@ -153,6 +154,39 @@ function renderPipeline(snap) {
   $("side-p99").textContent = fmtMs(isNum(lat.p99_ms) ? lat.p99_ms : jobLat.p99);
   const run = snap.ingest && snap.ingest.latest_run;
   $("side-run").textContent = run ? `#${run.run_id} ${run.status}` : "n/a";
+}
+
+// the watchdog's verdict on the step feeding this counter: a red "stalled" badge with its detail
+function renderStageState(node, stage) {
+  let badge = node.querySelector(".state");
+  if (!badge) {
+    badge = el("div", { class: "state" });
+    node.querySelector(".node-sub").after(badge);
+  }
+  const stalled = stage.state === "stalled";
+  badge.className = `state ${stage.state || "none"}`;
+  badge.textContent = stalled ? `stalled: ${stage.state_detail}` : stage.state || "";
+  badge.title = stage.state_detail || "";
+  node.classList.toggle("stalled", stalled);
+}
+
+function renderHealth(snap) {
+  const health = snap.health || {};
+  setError("health-error", health);
+  fillRows(
+    $("health-stages"),
+    (health.stages || []).map((v) => [
+      { v: el("b", {}, v.stage), cls: "nowrap" },
+      el("span", { class: `state ${v.state}` }, v.state),
+      { v: fmtInt(v.backlog), cls: "num" },
+      { v: isNum(v.waiting_s) ? `${Math.round(v.waiting_s)} s` : "n/a", cls: "num" },
+      el("span", { class: v.state === "stalled" ? "err" : "hint" }, v.detail),
+    ]),
+    5,
+    health.error ? "no verdict" : "no stage watched yet",
+  );
+  const stalled = (health.stages || []).filter((v) => v.state === "stalled").length;
+  $("health-hint").textContent = (health.stages || []).length ? `${stalled} stalled` : "";
 }
 
 function drawSparkline(svg, values) {
@@ -357,6 +391,8 @@ function renderIngest(snap) {
     ["latest run", run ? `#${run.run_id} (${run.seed})` : "n/a"],
     ["status", run ? run.status : "n/a"],
     ["started", run ? fmtTime(run.started_at) : "n/a"],
+    // only with a schema that records it (the staging.ingest_runs.limited_by column)
+    ...(run && run.limited_by ? [["limited by", run.limited_by]] : []),
   ]);
 }
 
@@ -401,6 +437,7 @@ function render(snap) {
     () => renderLatency(snap),
     () => renderRejects(snap),
     () => renderServices(snap),
+    () => renderHealth(snap),
     () => renderRegistry(snap),
     () => renderIngest(snap),
     () => renderCassandra(snap),
