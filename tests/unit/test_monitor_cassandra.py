@@ -79,7 +79,7 @@ def world(tmp_path: Path) -> tuple[CassandraCollector, list[UserRowT]]:
     collector = CassandraCollector(
         Settings(data_dir=tmp_path),
         lambda limit: landed,
-        connect=lambda: session,  # type: ignore[arg-type,return-value]
+        connect=lambda: session,
         execute_concurrent=fake_concurrent,
     )
     return collector, users
