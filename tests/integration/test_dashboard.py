@@ -146,6 +146,11 @@ def test_snapshot_and_metrics_reflect_inserted_rows(dashboard: httpx.Client, set
     kafka_up = 1.0 if health.get("kafka") else 0.0
     assert samples[("userstream_monitor_section_up", (("section", "kafka"),))] == kafka_up
 
+    # the watchdog's verdicts: a list, or the reason there is none (this test does not start the watchdog)
+    assert isinstance(after["health"]["stages"], list)
+    assert after["health"]["stages"] or after["health"]["error"]
+    assert ("userstream_monitor_section_up", (("section", "health"),)) in samples
+
     # the health table lists every service of the stack
     names = {s["name"] for s in after["services"]["services"]}
     assert {"postgres", "kafka", "cassandra", "spark", "airflow", "dashboard"} <= names
