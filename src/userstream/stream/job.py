@@ -54,6 +54,7 @@ from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
 from userstream.stream.progress import ProgressTracker
 from userstream.stream.registry import SchemaCache, registry_fetcher, subject_schema_ids
+from userstream.stream.sessions import CassandraSessions
 
 log = logging.getLogger("userstream.stream")
 
@@ -229,8 +230,11 @@ class UsersBatch:
     in one write. Fewer actions is most of a small batch's time: each costs a plan, a job and a round trip.
     """
 
-    def __init__(self, settings: Settings, schemas: SchemaCache, tracker: ProgressTracker) -> None:
+    def __init__(
+        self, settings: Settings, schemas: SchemaCache, tracker: ProgressTracker, sessions: CassandraSessions
+    ) -> None:
         self.settings = settings
+        self.sessions = sessions
         self.schemas = schemas
         self.tracker = tracker
         self.accepted = accepted_topic(settings)
@@ -255,7 +259,7 @@ class UsersBatch:
             F.array_join(F.percentile_approx(F.when(valid, latency), [0.5, 0.95, 0.99], 1000), ",").alias("latency"),
         )
         users_rows(observed.filter(valid), processed_at).write.format(CASSANDRA).options(
-            keyspace=self.settings.cassandra_keyspace, table=USERS_TABLE
+            keyspace=self.settings.cassandra_keyspace, table=USERS_TABLE, **self.sessions.write_options()
         ).mode("append").save()
         got = observation.get
         latency_ms = [float(v) for v in (got.get("latency") or "").split(",") if v]
@@ -301,7 +305,7 @@ class UsersBatch:
         )
 
 
-def write_windows(settings: Settings) -> Any:
+def write_windows(settings: Settings, sessions: CassandraSessions) -> Any:
     def write(batch: DataFrame, batch_id: int) -> None:
         rows = batch.select(
             F.col("country"),
@@ -310,9 +314,9 @@ def write_windows(settings: Settings) -> Any:
             F.col("users"),
             F.lit(datetime.now(UTC)).alias("updated_at"),
         )
-        rows.write.format(CASSANDRA).options(keyspace=settings.cassandra_keyspace, table=AGGREGATE_TABLE).mode(
-            "append"
-        ).save()
+        rows.write.format(CASSANDRA).options(
+            keyspace=settings.cassandra_keyspace, table=AGGREGATE_TABLE, **sessions.write_options()
+        ).mode("append").save()
 
     return write
 
@@ -342,19 +346,26 @@ def kafka_stream(spark: SparkSession, settings: Settings, topic: str, max_offset
 
 
 def start_users_query(
-    spark: SparkSession, settings: Settings, paths: JobPaths, schemas: SchemaCache, tracker: ProgressTracker
+    spark: SparkSession,
+    settings: Settings,
+    paths: JobPaths,
+    schemas: SchemaCache,
+    tracker: ProgressTracker,
+    sessions: CassandraSessions,
 ) -> StreamingQuery:
     return (
         kafka_stream(spark, settings, settings.users_topic, settings.spark_max_offsets_per_trigger)
         .writeStream.queryName(USERS_QUERY)
-        .foreachBatch(UsersBatch(settings, schemas, tracker))
+        .foreachBatch(UsersBatch(settings, schemas, tracker, sessions))
         .option("checkpointLocation", str(paths.users_checkpoint))
         .trigger(processingTime=settings.spark_trigger_interval)
         .start()
     )
 
 
-def start_aggregate_query(spark: SparkSession, settings: Settings, paths: JobPaths) -> StreamingQuery:
+def start_aggregate_query(
+    spark: SparkSession, settings: Settings, paths: JobPaths, sessions: CassandraSessions
+) -> StreamingQuery:
     schema = "id STRING, nat STRING, fetched_at TIMESTAMP"
     # uncapped: it triggers seldom, so a cap sized for the users query would leave it ever further behind
     accepted = kafka_stream(spark, settings, accepted_topic(settings)).select(
@@ -370,7 +381,7 @@ def start_aggregate_query(spark: SparkSession, settings: Settings, paths: JobPat
     return (
         counts.writeStream.queryName(AGGREGATE_QUERY)
         .outputMode("update")
-        .foreachBatch(write_windows(settings))
+        .foreachBatch(write_windows(settings, sessions))
         .option("checkpointLocation", str(paths.aggregate_checkpoint))
         # less often than the users query: each of its batches shuffles and commits state, on the same cores
         .trigger(processingTime=settings.stream_aggregate_trigger)
@@ -484,7 +495,8 @@ def run(settings: Settings, name: str) -> int:
         return stopping or paths.stop_file.exists()
 
     keeper = QueryKeeper()
-    keeper.start(USERS_QUERY, lambda: start_users_query(spark, settings, paths, schemas, tracker))
+    sessions = CassandraSessions(spark._jvm)  # type: ignore[attr-defined]
+    keeper.start(USERS_QUERY, lambda: start_users_query(spark, settings, paths, schemas, tracker, sessions))
     tracker.set_state("running")
     tracker.write()
     try:
@@ -497,9 +509,16 @@ def run(settings: Settings, name: str) -> int:
                 break
             time.sleep(0.5)
         if not asked_to_stop():
-            keeper.start(AGGREGATE_QUERY, lambda: start_aggregate_query(spark, settings, paths))
+            keeper.start(AGGREGATE_QUERY, lambda: start_aggregate_query(spark, settings, paths, sessions))
+        ticks = 0
         while not asked_to_stop():
             time.sleep(KEEPER_TICK_S)
+            ticks += 1
+            if ticks % 3 == 0:
+                try:
+                    sessions.check()
+                except Exception:  # a failed look must not end the job
+                    log.exception("checking for a wedged Cassandra session")
             if keeper.check():
                 spark.streams.resetTerminated()
             failures = keeper.failures()

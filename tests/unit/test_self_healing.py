@@ -1,0 +1,190 @@
+"""The pieces of self-healing that need no server: backoff, the stalled-stage rule, the query keeper."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from userstream.monitor.stall import StageSample, StallRule
+from userstream.runtime.backoff import Backoff
+from userstream.stream.keeper import QueryKeeper
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- backoff ---------------------------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=1, max_value=60), st.integers(min_value=0, max_value=2**32))
+def test_backoff_doubles_up_to_its_cap_and_is_never_zero(failures: int, seed: int) -> None:
+    backoff = Backoff(1.0, 60.0, rng=random.Random(seed))
+    delays = [backoff.next_delay() for _ in range(failures)]
+    for n, delay in enumerate(delays):
+        ceiling = min(60.0, 2.0**n)
+        assert ceiling / 2 <= delay <= ceiling  # jittered within [ceiling/2, ceiling]: never a tight loop
+    assert max(delays) <= 60.0
+
+
+def test_backoff_gates_tries_and_resets_on_success() -> None:
+    clock = Clock()
+    backoff = Backoff(4.0, 60.0, clock=clock, rng=random.Random(1))
+    assert backoff.ready()
+    delay = backoff.failed()
+    assert 2.0 <= delay <= 4.0 and not backoff.ready()
+    clock.now += delay
+    assert backoff.ready()
+    second = backoff.failed()
+    assert 4.0 <= second <= 8.0
+    backoff.succeeded()
+    assert backoff.ready() and backoff.failures == 0
+    assert backoff.failed() <= 4.0
+
+
+def test_backoff_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        Backoff(0.0, 1.0)
+    with pytest.raises(ValueError):
+        Backoff(10.0, 1.0)
+
+
+# --- the stalled-stage rule ------------------------------------------------------------------------------
+
+
+def test_a_stage_with_a_backlog_and_no_output_is_stalled_after_the_window() -> None:
+    clock = Clock()
+    rule = StallRule(60.0, clock=clock)
+    assert rule.observe(StageSample("stream", 100, 5)).state == "flowing"
+    clock.now += 59
+    assert rule.observe(StageSample("stream", 500, 5)).state == "flowing"
+    clock.now += 2
+    verdict = rule.observe(StageSample("stream", 900, 5))
+    assert verdict.stalled and verdict.waiting_s == pytest.approx(61)
+    assert "900 waiting" in verdict.detail
+    clock.now += 1
+    assert rule.observe(StageSample("stream", 900, 6)).state == "flowing"  # output moved: no longer stalled
+
+
+def test_a_stage_with_nothing_waiting_is_idle_however_long_its_output_stands_still() -> None:
+    clock = Clock()
+    rule = StallRule(10.0, clock=clock)
+    for _ in range(5):
+        assert rule.observe(StageSample("cdc", 0, 42)).state == "idle"
+        clock.now += 100
+    # a backlog that appears after a long idle time gets the whole window
+    assert rule.observe(StageSample("cdc", 7, 42)).state == "flowing"
+    clock.now += 9
+    assert rule.observe(StageSample("cdc", 7, 42)).state == "flowing"
+    clock.now += 2
+    assert rule.observe(StageSample("cdc", 7, 42)).state == "stalled"
+
+
+def test_an_outage_is_unknown_and_restarts_the_window() -> None:
+    clock = Clock()
+    rule = StallRule(10.0, clock=clock)
+    rule.observe(StageSample("stream", 5, 1))
+    clock.now += 20
+    assert rule.observe(StageSample("stream", None, None, "kafka: down")).state == "unknown"
+    assert rule.observe(StageSample("stream", 5, 1)).state == "flowing"
+    clock.now += 11
+    assert rule.observe(StageSample("stream", 5, 1)).state == "stalled"
+    rule.forget("stream")
+    assert rule.observe(StageSample("stream", 5, 1)).state == "flowing"
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.floats(0.0, 30.0)), min_size=1, max_size=40))
+def test_stalled_only_when_output_stood_still_for_the_whole_window(steps: list[tuple[int, int, float]]) -> None:
+    clock = Clock()
+    rule = StallRule(30.0, clock=clock)
+    history: list[tuple[float, int, int]] = []
+    for backlog, output, dt in steps:
+        clock.now += dt
+        history.append((clock.now, backlog, output))
+        verdict = rule.observe(StageSample("s", backlog, output))
+        if verdict.stalled:
+            window = [h for h in history if h[0] >= clock.now - 30.0]
+            assert all(b > 0 for _, b, _ in window), "stalled needs a backlog throughout the window"
+            assert len({o for _, _, o in window}) == 1, "stalled needs the output unchanged in the window"
+
+
+# --- the query keeper ------------------------------------------------------------------------------------
+
+
+class FakeQuery:
+    def __init__(self) -> None:
+        self.isActive = True
+        self.error: str | None = None
+        self.stopped = False
+
+    def exception(self) -> object | None:
+        return self.error
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.isActive = False
+
+    def fail(self, error: str) -> None:
+        self.isActive = False
+        self.error = error
+
+
+def test_keeper_restarts_a_failed_query_after_its_backoff_and_leaves_a_stopped_one_alone() -> None:
+    clock = Clock()
+    started: list[FakeQuery] = []
+
+    def start() -> FakeQuery:
+        started.append(FakeQuery())
+        return started[-1]
+
+    keeper = QueryKeeper(clock=clock, backoff=lambda: Backoff(2.0, 60.0, clock=clock, rng=random.Random(3)))
+    keeper.start("users", start)
+    assert keeper.check() == []
+    started[-1].fail("Control channel not available")
+    assert keeper.check() == []  # noticed; waits its backoff (1-2 s)
+    assert "Control channel" in keeper.failures()["users"]
+    clock.now += 2.0
+    assert keeper.check() == ["users"]
+    assert len(started) == 2 and keeper.failures() == {} and keeper.restarts() == {"users": 1}
+    started[-1].stop()  # stopped on purpose: no error, no restart
+    clock.now += 100
+    assert keeper.check() == []
+    assert len(started) == 2
+
+
+def test_keeper_keeps_trying_when_a_restart_itself_fails_with_growing_delays() -> None:
+    clock = Clock()
+    attempts: list[float] = []
+    fail = {"on": False}
+
+    def start() -> FakeQuery:
+        attempts.append(clock.now)
+        if fail["on"]:
+            raise RuntimeError("Kafka still down")
+        return FakeQuery()
+
+    keeper = QueryKeeper(clock=clock, backoff=lambda: Backoff(2.0, 16.0, clock=clock, rng=random.Random(5)))
+    first = keeper.start("users", start)
+    assert isinstance(first, FakeQuery)
+    first.fail("broker down")
+    fail["on"] = True
+    for _ in range(400):  # 40 s of ticks
+        keeper.check()
+        clock.now += 0.1
+    gaps = [b - a for a, b in zip(attempts[1:], attempts[2:], strict=False)]
+    assert len(attempts) >= 4, "it keeps retrying"
+    assert all(g >= 0.9 for g in gaps), "never a tight loop"
+    assert max(gaps) <= 16.0 + 0.2, "bounded by the cap"
+    assert "Kafka still down" in keeper.failures()["users"]
+    fail["on"] = False
+    for _ in range(200):
+        keeper.check()
+        clock.now += 0.1
+    assert keeper.failures() == {} and keeper.restarts()["users"] == 1
