@@ -477,6 +477,63 @@ def bench_first_row_cmd(
                     f"figures in {outdir}/first-row.json, output in {result.log}")  # fmt: skip
 
 
+@app.command()
+def chaos(
+    rate: Annotated[
+        float, typer.Option(help="records/s of ingest (lowered when the warm-up shows it is not kept up)")
+    ] = 500.0,
+    repeat: Annotated[int, typer.Option(help="times each fault is injected")] = 2,
+    pause: Annotated[float, typer.Option(help="seconds a freeze (SIGSTOP) lasts before SIGCONT")] = 45.0,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated faults (kafka, connect, cassandra, postgres, registry, spark-worker, "
+            "stream-driver, airflow-scheduler, cassandra-freeze, kafka-freeze), `all`, or `none`"
+        ),
+    ] = "all",
+    json_out: Annotated[str, typer.Option("--json", help="where to write the figures")] = "artifacts/chaos.json",
+    png: Annotated[str, typer.Option(help="where to write the timeline plot")] = "artifacts/chaos.png",
+    soak: Annotated[
+        float, typer.Option(help="run this many seconds after the warm-up (with --faults none: a soak)")
+    ] = 0.0,
+    warmup: Annotated[
+        float, typer.Option(help="seconds without faults to check the rate is sustained (0: no check)")
+    ] = 60.0,
+) -> None:
+    """Run the pipeline (`up --demo`, source at 10 % faults) at a steady rate, kill or freeze its servers one
+    after another, and report how long each took to heal on its own; then drain and audit. Exit 1 if a target
+    is missed: every fault recovered with no human action, flowing <= 60 s after healthy, nothing missing or
+    duplicated. Stops a stack of this data dir first when it runs with other settings."""
+    from pathlib import Path
+
+    from userstream.chaos import ChaosOptions, exit_code, parse_faults, render_table, run_chaos
+
+    options = ChaosOptions(
+        rate=rate, repeat=repeat, pause_s=pause, faults=parse_faults(faults), warmup_s=warmup, soak_s=soak,
+        json_path=Path(json_out), png_path=Path(png),
+    )  # fmt: skip
+    result = run_chaos(get_settings(), options, ConsoleReporter())
+    Console().print(render_table(result))
+    if result.audit is not None:
+        a = result.audit
+        Console().print(f"audit: {a.landed} landed, {a.stored} in Cassandra, {a.dlq} in the DLQ; "
+                        f"missing {a.missing}, duplicated {a.duplicated}")  # fmt: skip
+    if result.resources is not None and soak:
+        for name, r in result.resources["rss"].items():
+            Console().print(f"  RSS {name:<20} {r['start_bytes'] or 0:>12,} -> {r['end_bytes'] or 0:>12,} B "
+                            f"({r['growth_pct']}%)")  # fmt: skip
+        for label, d in result.resources["disk"].items():
+            Console().print(f"  disk {label:<19} {d['start_bytes'] or 0:>12,} -> {d['end_bytes'] or 0:>12,} B")
+    for note in result.notes:
+        Console().print(f"[yellow]note:[/yellow] {note}")
+    for miss in result.misses:
+        Console().print(f"[red]target missed:[/red] {miss}")
+    Console().print(f"{'all targets met' if result.ok else 'targets NOT met'} at {result.rate:.0f} records/s; "
+                    f"figures in {json_out}, timeline in {png}")  # fmt: skip
+    if exit_code(result):
+        raise typer.Exit(exit_code(result))
+
+
 def _unreachable_service(exc: BaseException) -> str | None:
     """Which service a connection error is about, for a one-line message instead of a traceback."""
     import httpx

@@ -19,12 +19,14 @@ from userstream.runtime.process import ProcessManager
 
 
 def demo_env(settings: Settings, source_url: str, rate: float) -> dict[str, str]:
-    """What the demo's programs must inherit: the faulty source and the rate (Airflow passes USERSTREAM_*
-    on to the ingest task)."""
+    """What the demo's programs must inherit: the faulty source, unthrottled, and the rate (Airflow passes
+    USERSTREAM_* on to the ingest task)."""
     return {
         "USERSTREAM_DATA_DIR": str(settings.root),
         "USERSTREAM_SOURCE_URL": source_url,
         "USERSTREAM_INGEST_RATE": f"{rate:g}",
+        # the quota settings describe the provider at the source URL: the bundled server has none
+        "USERSTREAM_SOURCE_QUOTA_USERS": "0",
     }
 
 

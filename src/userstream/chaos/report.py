@@ -234,10 +234,12 @@ def write_png(result: ChaosResult, path: Path) -> None:
         top.plot([x for x, _ in pts], [y for _, y in pts], label=label, color=color, linewidth=1)
     top.axhline(result.rate, color="#c44e52", linestyle="--", linewidth=0.8, label=f"target {result.rate:.0f}/s")
     top.set_ylabel("records/s")
+    top.set_ylim(bottom=0)
     top.legend(loc="upper right")
     lat = [(s.t - t0, s.latency_s) for s in result.samples if s.latency_s is not None]
     bottom.plot([x for x, _ in lat], [y for _, y in lat], color="#55a868", linewidth=1, label="latency (cohort max)")
     bottom.set_ylabel("fetched_at -> WRITETIME (s)")
+    bottom.set_ylim(bottom=0)
     bottom.set_xlabel("seconds since start")
     bottom.legend(loc="upper right")
     for run in result.runs:
