@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+import time
+from typing import Any, cast
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from hypothesis import given
 from hypothesis import strategies as st
 
+from userstream.config import Settings
 from userstream.monitor.stall import StageSample, StallRule
 from userstream.runtime.backoff import Backoff
 from userstream.stream.keeper import QueryKeeper
+from userstream.stream.offsets import OffsetCommitter
 
 
 class Clock:
@@ -178,7 +185,7 @@ def test_keeper_keeps_trying_when_a_restart_itself_fails_with_growing_delays() -
     for _ in range(400):  # 40 s of ticks
         keeper.check()
         clock.now += 0.1
-    gaps = [b - a for a, b in zip(attempts[1:], attempts[2:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts[1:])]
     assert len(attempts) >= 4, "it keeps retrying"
     assert all(g >= 0.9 for g in gaps), "never a tight loop"
     assert max(gaps) <= 16.0 + 0.2, "bounded by the cap"
@@ -188,3 +195,43 @@ def test_keeper_keeps_trying_when_a_restart_itself_fails_with_growing_delays() -
         keeper.check()
         clock.now += 0.1
     assert keeper.failures() == {} and keeper.restarts()["users"] == 1
+
+
+# --- the job's consumer-group mirror ---------------------------------------------------------------------
+
+
+class _Future:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def result(self, timeout: float | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class FakeAdmin:
+    def __init__(self, fail: bool, calls: list[list[tuple[str, int, int]]]) -> None:
+        self.fail = fail
+        self.calls = calls
+
+    def alter_consumer_group_offsets(self, requests: list[Any]) -> dict[str, _Future]:
+        request = requests[0]
+        self.calls.append([(tp.topic, tp.partition, tp.offset) for tp in request.topic_partitions])
+        error = KafkaException(KafkaError(KafkaError._TIMED_OUT)) if self.fail else None
+        return {request.group_id: _Future(error)}
+
+
+def test_offset_mirror_rebuilds_its_admin_client_after_a_failure_and_commits_the_newest_offsets() -> None:
+    calls: list[list[tuple[str, int, int]]] = []
+    admins = iter([FakeAdmin(True, calls), FakeAdmin(False, calls)])
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    committer = OffsetCommitter(settings, admin=lambda: cast(AdminClient, next(admins)))
+    try:
+        assert committer.group == f"{settings.stream_consumer_group}.{settings.cassandra_keyspace}"
+        committer.commit({"users.raw": {"0": 10, "1": 7}})
+        deadline = time.monotonic() + 10
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        committer.close()
+    assert calls[0] == calls[1] == [("users.raw", 0, 10), ("users.raw", 1, 7)], "retried on a new client"

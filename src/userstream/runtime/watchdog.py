@@ -55,7 +55,7 @@ class Watchdog:
         self.actions: deque[str] = deque(maxlen=20)
         self._program_backoff: dict[str, Backoff] = {}
         self._running_since: dict[str, float] = {}
-        self._connector_backoff = Backoff(5.0, 120.0)
+        self._connector_backoff = Backoff(2.0, 30.0)  # a long outage still leaves it <= 30 s late
         self._stream_backoff = Backoff(30.0, 600.0)
 
     def _act(self, message: str) -> None:
@@ -84,7 +84,7 @@ class Watchdog:
             self._running_since.pop(name, None)
             if state != "FATAL" or name == PROGRAM:
                 continue  # STOPPED is someone's decision; EXITED an expected exit; BACKOFF supervisord's turn
-            backoff = self._program_backoff.setdefault(name, Backoff(5.0, 120.0))
+            backoff = self._program_backoff.setdefault(name, Backoff(5.0, 60.0))
             if not backoff.ready():
                 continue
             try:

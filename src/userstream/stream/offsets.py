@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -40,14 +40,15 @@ def _partitions(end_offsets: Mapping[str, Mapping[str, int]]) -> list[TopicParti
 class OffsetCommitter:
     """``commit(end_offsets)`` with Spark's ``endOffset`` of a batch ({topic: {partition: next offset}})."""
 
-    def __init__(self, settings: Settings, admin: AdminClient | None = None) -> None:
+    def __init__(self, settings: Settings, admin: Callable[[], AdminClient] | None = None) -> None:
         self.group = stream_group(settings)
         config: dict[str, Any] = {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "socket.timeout.ms": 10000,
             "logger": logging.getLogger("userstream.kafka.stream-offsets"),  # librdkafka's lines to our log
         }
-        self._admin = admin or AdminClient(config)
+        self._new_admin = admin or (lambda: AdminClient(config))
+        self._admin = self._new_admin()
         self._lock = threading.Lock()
         self._latest: list[TopicPartition] | None = None
         self._wake = threading.Event()
@@ -83,6 +84,9 @@ class OffsetCommitter:
                 for future in futures.values():
                     future.result(timeout=15)
             except (KafkaException, TimeoutError, RuntimeError) as exc:
+                # after a broker restart an admin client can keep timing out on a stale connection: a new one
+                # finds the restarted broker (and its group coordinator) at once
+                self._admin = self._new_admin()
                 with self._lock:
                     if self._latest is None:
                         self._latest = partitions  # retried with the next batch's offsets, or these
