@@ -30,6 +30,10 @@ PUBLIC = {
         "dashboard_url", "render_metrics", "run_live", "serve",
     ],
     "userstream.coldstart": ["FirstRow", "bench_first_row"],
+    "userstream.chaos": [
+        "ChaosError", "ChaosOptions", "ChaosResult", "FAULTS", "FAULT_NAMES", "Fault", "exit_code", "parse_faults",
+        "render_table", "run_chaos", "write_png",
+    ],
 }  # fmt: skip
 
 
