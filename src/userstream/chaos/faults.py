@@ -19,9 +19,9 @@ import psutil
 
 from userstream.config import Settings
 from userstream.errors import UserstreamError
+from userstream.pipeline import bootstrap
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
-from userstream.stream import ensure_job_running
 
 
 class ChaosError(UserstreamError):
@@ -138,12 +138,12 @@ def is_back(injection: Injection, processes: ProcessManager, stack: Stack) -> bo
 
 
 def repair(fault: Fault, settings: Settings) -> None:
-    """What a human would do when the stack did not heal: start what the fault took down. The fault is then
-    reported as not recovered; the repair only lets the next faults be measured."""
-    if fault.program == "stream":
-        ensure_job_running(settings)
-    elif fault.service is not None:
+    """What a human would do when the stack did not heal: start what the fault took down, then
+    `userstream bootstrap` (the connector, the streaming job). The fault is then reported as not recovered;
+    the repair only lets the next faults be measured on a working pipeline."""
+    if fault.service is not None:
         Stack(settings, [fault.service]).up()
+    bootstrap(settings)
 
 
 __all__ = ["FAULTS", "FAULT_NAMES", "ChaosError", "Fault", "Injection", "Kind", "inject", "is_back", "parse_faults",
