@@ -29,7 +29,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -224,7 +224,9 @@ class SourceClient:
         """
         return self._validate(self._fetch_raw(page, seed or self.seed, cancel))
 
-    def iter_pages(self, first: int = 1, count: int | None = None, *, prefetch: bool = True) -> Iterator[PageResult]:
+    def iter_pages(
+        self, first: int = 1, count: int | None = None, *, prefetch: bool = True
+    ) -> Generator[PageResult, None, None]:
         """Pages ``first``, ``first + 1``, ... (``count`` of them, or forever), one request each.
 
         With ``prefetch`` the next page is requested while the current one is validated and consumed

@@ -18,6 +18,10 @@ __all__ = ["QuotaCounter", "QuotaPacer", "QuotaWaitCancelled", "ServerLimits", "
 # Slack for the gap between our clock and the server's: requests reach it after a varying network delay, so
 # one of its windows can hold a little more than a window's worth of our sending.
 _CLOCK_SLACK = 1.05
+# Float refills land a hair short of a whole page: accept that, and never pause less than a millisecond
+# (a shorter wait may not even move the clock, and the loop would spin).
+_EPSILON = 1e-6
+_MIN_PAUSE_S = 0.001
 
 
 class QuotaWaitCancelled(Exception):
@@ -77,7 +81,7 @@ class QuotaPacer:
         started = self._clock()
         while True:
             self._refill()
-            if self._tokens >= n:
+            if self._tokens >= n - _EPSILON:
                 self._tokens -= n
                 waited = self._clock() - started
                 self.waited_s += waited
@@ -85,7 +89,7 @@ class QuotaPacer:
             if cancel is not None and cancel.is_set():
                 self.waited_s += self._clock() - started
                 raise QuotaWaitCancelled
-            self._pause((n - self._tokens) / self.rate, cancel)
+            self._pause(max((n - self._tokens) / self.rate, _MIN_PAUSE_S), cancel)
 
     def charge(self, n: int) -> None:
         """Account users requested outside :meth:`acquire` (retried attempts): the bucket may go into debt,
