@@ -508,6 +508,7 @@ def run(settings: Settings, name: str) -> int:
             if asked_to_stop():
                 break
             time.sleep(0.5)
+            tracker.write()  # the heartbeat goes on while the first batch runs (a minute or more, cold)
         if not asked_to_stop():
             keeper.start(AGGREGATE_QUERY, lambda: start_aggregate_query(spark, settings, paths, sessions))
         ticks = 0
