@@ -33,6 +33,7 @@ def test_users_ingest_dag_lands_users(require_services: Callable[..., Stack], se
             "USERSTREAM_SOURCE_PAGE_SIZE": "250",
             "USERSTREAM_INGEST_WINDOW_S": "3",
             "USERSTREAM_INGEST_RATE": "500",
+            "USERSTREAM_SOURCE_QUOTA_USERS": "0",  # the bundled server has no quota: do not pace to the real site's
         }
         proc = subprocess.run(
             [airflow_bin(), "dags", "test", "users_ingest"], env=env, capture_output=True, text=True, timeout=300

@@ -11,7 +11,7 @@ import pytest
 from userstream.config import Settings
 from userstream.ingest import ingest
 from userstream.runtime.stack import Stack
-from userstream.source import FaultConfig, SourceClient, serve_in_thread
+from userstream.source import FaultConfig, ServerLimits, SourceClient, UserGenerator, serve_in_thread
 from userstream.store.postgres import apply_postgres_schema
 
 pytestmark = pytest.mark.integration
@@ -109,3 +109,39 @@ def test_a_set_stop_event_ends_the_run_after_the_page_in_hand(
     with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:
         after = ingest(settings, max_records=100, seed=seed, source=client)
     assert after.first_page == 4, "the next run continues after the last page landed"
+
+
+def test_a_seed_past_the_servers_last_page_continues_with_a_derived_seed(
+    pg: psycopg.Connection[tuple[object, ...]], settings: Settings
+) -> None:
+    """The bundled server, like the live one, answers pages above its max page as page 1: ingest moves to
+    <seed>~2 instead of landing page 1 again, and the cursor (generation, page) carries over to the next run."""
+    seed = f"ingest-gen-{uuid.uuid4().hex[:8]}"
+    unlimited = settings.model_copy(update={"source_max_page": 10_000, "source_quota_users": 0})
+    with (
+        serve_in_thread(limits=ServerLimits(max_page=3)) as url,
+        SourceClient(url, settings=unlimited, seed=seed, page_size=100) as client,
+    ):
+        first = ingest(unlimited, max_records=500, seed=seed, source=client)
+        assert (first.landed, first.duplicates) == (500, 0)  # page 4 (= page 1) was never landed
+        assert (first.generation, first.last_page) == (2, 2)
+        second = ingest(unlimited, max_records=100, seed=seed, source=client)
+    assert (second.first_generation, second.first_page, second.landed, second.duplicates) == (2, 3, 100, 0)
+    row = pg.execute(
+        "SELECT generation, last_page, limited_by, status FROM staging.ingest_runs WHERE run_id = %s",
+        (second.run_id,),
+    ).fetchone()
+    assert row is not None and row[:2] == (2, 3) and row[2] in ("source", "rate", "quota") and row[3] == "finished"
+    gen = UserGenerator()
+    expected = [u["login"]["uuid"] for s, p in [(seed, 1), (seed, 2), (seed, 3), (f"{seed}~2", 1), (f"{seed}~2", 2),
+                                                 (f"{seed}~2", 3)] for u in gen.users(s, p, 100)]  # fmt: skip
+    assert count(pg, "SELECT count(*) FROM staging.users WHERE id = ANY(%s::uuid[])", expected) == 600
+
+
+def test_limited_by_is_persisted(pg: psycopg.Connection[tuple[object, ...]], settings: Settings) -> None:
+    seed = f"ingest-limited-{uuid.uuid4().hex[:8]}"
+    with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:
+        report = ingest(settings, duration_s=1.5, rate=200, seed=seed, source=client)
+    assert report.limited_by == "rate"
+    row = pg.execute("SELECT limited_by FROM staging.ingest_runs WHERE run_id = %s", (report.run_id,)).fetchone()
+    assert row == ("rate",)
