@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 import userstream.chaos
+import userstream.chaos.run as chaos_run
 from userstream.chaos.demo import demo_env
-from userstream.chaos.faults import ChaosError
-from userstream.chaos.report import AuditFigures, ChaosResult, FaultRun
+from userstream.chaos.faults import ChaosError, Fault, Injection
+from userstream.chaos.report import AuditFigures, ChaosResult, FaultRun, figures
 from userstream.chaos.resources import ResourceSnapshot, dir_bytes, growth
 from userstream.chaos.run import ChaosOptions, _lower_rate
-from userstream.chaos.timeline import WarmupCheck
+from userstream.chaos.timeline import Sample, WarmupCheck
 from userstream.cli import app
 from userstream.config import Settings
+from userstream.runtime.base import Health, SilentReporter
 
 
 def check(stored: float) -> WarmupCheck:
@@ -98,3 +103,93 @@ def test_the_command_refuses_an_unknown_fault(monkeypatch: pytest.MonkeyPatch) -
     out = CliRunner().invoke(app, ["chaos", "--faults", "kafka,zookeeper"])
     assert out.exit_code != 0
     assert isinstance(out.exception, ChaosError) and "zookeeper" in str(out.exception)
+
+
+class _Demo:
+    def check(self) -> None:
+        pass
+
+
+class _Procs:
+    """supervisord as seen after the kill: the old pid until ``restarted``, then a new one."""
+
+    def __init__(self) -> None:
+        self.restarted = False
+
+    def pid(self, name: str) -> int:
+        return 2 if self.restarted else 1
+
+    def state(self, name: str) -> str:
+        return "RUNNING" if self.restarted else "BACKOFF"
+
+
+class _Healthy:
+    def health(self) -> Health:
+        return Health(True)
+
+
+class _Stack:
+    def __init__(self) -> None:
+        self.processes = _Procs()
+        self.services = {"kafka": _Healthy()}
+
+
+class _Probe:
+    """Users fetched every 0.1 s from the injection on, each written 0.3 s after it was fetched, once
+    ``flowing`` (set when the service is back)."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.flowing = False
+        self.users: dict[uuid.UUID, float] = {}
+
+    def _landed(self) -> list[tuple[uuid.UUID, float]]:
+        while len(self.users) < (time.time() - self.t0) / 0.1:
+            self.users[uuid.uuid4()] = self.t0 + len(self.users) * 0.1
+        return list(self.users.items())
+
+    def pages(self) -> int:
+        return 7
+
+    def newest(self, limit: int = 50) -> list[tuple[uuid.UUID, float]]:
+        return self._landed()[-limit:][::-1]
+
+    def fetched_between(self, t0: float, t1: float, from_page: int, limit: int | None = None) -> list[Any]:
+        assert from_page == 7
+        rows = [(u, f) for u, f in self._landed() if t0 < f <= t1]
+        return rows[:limit] if limit else rows
+
+    def writetimes(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, float]:
+        return {i: self.users[i] + 0.3 for i in ids if self.flowing and i in self.users}
+
+
+class _Sampler:
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+
+    def samples(self) -> list[Sample]:
+        n = int((time.time() - self.t0) / 0.1)
+        return [Sample(self.t0 + i * 0.1, 0, 0, 0, latency_s=0.3, cohort_size=50) for i in range(n)]
+
+
+def test_one_fault_measures_a_kill_that_heals_on_its_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    t0 = time.time()
+    stack, probe = _Stack(), _Probe(t0)
+
+    def fake_inject(fault: Fault, processes: object) -> Injection:
+        threading.Timer(1.0, lambda: setattr(stack.processes, "restarted", True)).start()
+        threading.Timer(1.5, lambda: setattr(probe, "flowing", True)).start()
+        return Injection(fault, (1,), t0)
+
+    monkeypatch.setattr(chaos_run, "inject", fake_inject)
+    options = ChaosOptions(latency_bound_s=0.5, recover_timeout_s=10.0, catchup_timeout_s=10.0)
+    fault = Fault("kafka", "kafka", "kafka")
+    run = chaos_run._one_fault(Settings(data_dir=tmp_path), options, fault, 1, _Demo(), _Sampler(t0),  # type: ignore[arg-type]
+                               stack, probe, SilentReporter())  # type: ignore[arg-type]  # fmt: skip
+    f = figures(run)
+    assert f.recovered and not run.repaired
+    assert f.healthy_after_s is not None and 0.9 <= f.healthy_after_s <= 2.5
+    assert f.flowing_after_s == pytest.approx(0.4, abs=0.01), "the first user fetched after the fault, +0.3 s"
+    assert f.after_healthy_s == 0.0, "the user written at +0.4 s counts even though it was seen later"
+    assert f.max_latency_s == pytest.approx(0.3, abs=0.01) and f.unstored == 0 and f.users_in_window > 10
+    assert run.caught_up_at is not None
