@@ -172,6 +172,9 @@ class PostgresService(Service):
             for db in (self.settings.postgres_db, *EXTRA_DATABASES):
                 if db not in existing:
                     conn.execute(f'CREATE DATABASE "{db}"')
+                # a client killed mid-transaction whose forked children keep its socket open (Airflow's
+                # scheduler under kill -9) would hold its row locks forever: such a session ends after a minute
+                conn.execute(f"ALTER DATABASE \"{db}\" SET idle_in_transaction_session_timeout = '60s'")
 
     def urls(self) -> dict[str, str]:
         s = self.settings

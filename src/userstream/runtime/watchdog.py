@@ -10,6 +10,8 @@ program covers what they leave:
   auto-restart does), with backoff;
 * a streaming driver that runs but has processed nothing for ``stream_restart_after_s`` while its topic has
   a backlog is restarted (it resumes from its checkpoint);
+* processes left behind by a program that died (children of a killed Airflow scheduler hold its database
+  locks) are killed once supervisord has started the program again;
 * every round, each stage's verdict (:mod:`userstream.monitor.stall`) is written for ``status``, the
   dashboard and ``/metrics``.
 
@@ -19,7 +21,9 @@ Every action is logged (``userstream logs watchdog``) and listed in the verdict 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -27,6 +31,7 @@ from collections import deque
 from types import FrameType
 
 import httpx
+import psutil
 
 from userstream.cdc.connector import restart_failed
 from userstream.config import Settings, get_settings
@@ -55,6 +60,7 @@ class Watchdog:
         self.actions: deque[str] = deque(maxlen=20)
         self._program_backoff: dict[str, Backoff] = {}
         self._running_since: dict[str, float] = {}
+        self._pids: dict[str, int] = {}
         self._connector_backoff = Backoff(2.0, 30.0)  # a long outage still leaves it <= 30 s late
         self._stream_backoff = Backoff(30.0, 600.0)
 
@@ -65,12 +71,28 @@ class Watchdog:
     # --- one round ---------------------------------------------------------------------------------------
     def round(self) -> None:
         states = self.processes.states()
+        self._reap_leftovers(self.processes.running_pids())
         self._restart_fatal(states)
         self._restart_failed_connector(states)
         verdicts = [self.rule.observe(sample) for sample in self.probe.sample()]
         stream = next(v for v in verdicts if v.stage == "stream")
         self._restart_stalled_stream(states, stream.waiting_s if stream.stalled else None)
         write_stage_states(self.settings, verdicts, list(self.actions))
+
+    def _reap_leftovers(self, pids: dict[str, int]) -> None:
+        """supervisord starts each program as its own process group (pgid = its pid): whatever still runs in
+        the group of a program's previous pid was orphaned when that process died."""
+        for name, pid in pids.items():
+            old = self._pids.get(name)
+            if old is None or old == pid:
+                continue
+            leftovers = [p for p in psutil.process_iter() if p.pid not in (pid, old) and _pgid(p.pid) == old]
+            for proc in leftovers:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            if leftovers:
+                self._act(f"killed {len(leftovers)} process(es) left over from {name}'s previous run (pid {old})")
+        self._pids.update(pids)
 
     def _restart_fatal(self, states: dict[str, str]) -> None:
         now = time.monotonic()
@@ -149,6 +171,13 @@ class Watchdog:
                 time.sleep(0.2)
         self.probe.close()
         log.info("watchdog stopped")
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 class WatchdogService(Service):
