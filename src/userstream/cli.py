@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from userstream.config import Settings, get_settings
+from userstream.config import get_settings
+from userstream.demo import EarlyBootstrap, detach_broken_output, run_demo
 from userstream.errors import UserstreamError
 from userstream.runtime.health import health_report
 
@@ -54,7 +52,10 @@ class ConsoleReporter:
         self.t0 = time.monotonic()
 
     def step(self, message: str) -> None:
-        console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {message}")
+        try:
+            console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {message}")
+        except BrokenPipeError:  # the reader is gone (`... | tee` ended by Ctrl-C): keep working, silently
+            detach_broken_output(console)
 
 
 def _stack(names: list[str] | None = None) -> Stack:
@@ -95,7 +96,7 @@ def up(
         get_settings.cache_clear()
     settings = get_settings()
     stack = _stack(None if demo else services)
-    early = _EarlyBootstrap(settings) if demo else None
+    early = EarlyBootstrap(settings) if demo else None
 
     def healthy(name: str, elapsed: float) -> None:
         console.print(f"[green]✓[/green] {name} healthy at {elapsed:.1f}s")
@@ -108,72 +109,7 @@ def up(
         for label, url in st.urls.items():
             console.print(f"  {st.name:<10} {label:<14} {url}")
     if early is not None:
-        _run_demo(settings, stack, reporter, keep_running, early)
-
-
-class _EarlyBootstrap:
-    """The demo's bootstrap, started as soon as the services it needs are healthy rather than after all of
-    them: the streaming job's JVM then starts while Airflow (the slowest to start) still does."""
-
-    def __init__(self, settings: Settings) -> None:
-        from concurrent.futures import Future
-
-        self.settings = settings
-        self.ready: set[str] = set()
-        self.future: Future[dict[str, object]] | None = None
-        self.lock = threading.Lock()
-
-    def _start(self, reporter: ConsoleReporter) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from userstream.pipeline import bootstrap
-
-        reporter.step("bootstrap: topics, schemas, DDL, CDC connector, streaming job")
-        pool = ThreadPoolExecutor(1, thread_name_prefix="bootstrap")
-        self.future = pool.submit(bootstrap, self.settings)
-        pool.shutdown(wait=False)  # its one thread ends with the task
-
-    def service_healthy(self, name: str, reporter: ConsoleReporter) -> None:
-        from userstream.pipeline import BOOTSTRAP_NEEDS
-
-        with self.lock:
-            self.ready.add(name)
-            if self.future is None and set(BOOTSTRAP_NEEDS) <= self.ready:
-                self._start(reporter)
-
-    def result(self, reporter: ConsoleReporter) -> dict[str, object]:
-        with self.lock:
-            if self.future is None:
-                self._start(reporter)
-        assert self.future is not None
-        return self.future.result()
-
-
-def _run_demo(
-    settings: Settings, stack: Stack, reporter: ConsoleReporter, keep_running: bool, early: _EarlyBootstrap
-) -> None:
-    from userstream.monitor.live import run_live
-    from userstream.pipeline import start_flow, stop_flow
-
-    # Ctrl-C and a TERM from a process manager both stop the demo cleanly, even where SIGINT was inherited
-    # as ignored (a job started in the background by a shell)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        for step, outcome in early.result(reporter).items():
-            console.print(f"  {step:<18} {outcome}")
-        start_flow(settings)
-        reporter.step(f"ingest DAG unpaused: {settings.ingest_rate:.0f} records/s from {settings.source_url}")
-        console.print("[bold]pipeline running[/bold] — Ctrl-C stops it (data is kept)")
-        run_live(settings)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if not keep_running:
-            console.print("stopping: pausing ingest, then the stack")
-            with contextlib.suppress(UserstreamError, OSError):
-                stop_flow(settings)
-            stack.down(reporter)
+        run_demo(settings, stack, early, reporter, console.print, keep_running=keep_running, consoles=(console,))
 
 
 @app.command()

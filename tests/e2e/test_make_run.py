@@ -49,6 +49,7 @@ def test_demo_ingests_through_the_dag_drains_with_nothing_missing_and_stops_on_c
             "USERSTREAM_DATA_DIR": str(settings.root),
             "USERSTREAM_SOURCE_URL": url,
             "USERSTREAM_INGEST_WINDOW_S": "120",  # longer than the test waits: stopping must end the run
+            "USERSTREAM_SOURCE_QUOTA_USERS": "0",  # the in-thread server enforces no quota
         }
         since = datetime.now(UTC)
         demo = subprocess.Popen(
