@@ -24,11 +24,9 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from collections import deque
-from types import FrameType
 
 import httpx
 import psutil
@@ -42,6 +40,7 @@ from userstream.monitor.stall import StallRule, read_stage_states, write_stage_s
 from userstream.runtime.backoff import Backoff
 from userstream.runtime.base import Health, Service
 from userstream.runtime.process import ProcessManager, Program
+from userstream.runtime.signals import stop_on_signals
 from userstream.stream.control import PROGRAM as STREAM_PROGRAM
 
 __all__ = ["Watchdog", "WatchdogService"]
@@ -151,24 +150,16 @@ class Watchdog:
 
     # --- loop --------------------------------------------------------------------------------------------
     def run_forever(self) -> None:
-        stopping = False
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = stop_on_signals()
         interval, stall = self.settings.watchdog_interval_s, self.rule.stall_after_s
         log.info("watchdog: a round every %.0fs; a stage is stalled after %.0fs", interval, stall)
-        while not stopping:
+        while not stop.is_set():
             started = time.monotonic()
             try:
                 self.round()
             except Exception:  # the watchdog must outlive whatever it watches
                 log.exception("watchdog round failed")
-            while not stopping and time.monotonic() - started < self.settings.watchdog_interval_s:
-                time.sleep(0.2)
+            stop.wait(max(0.0, self.settings.watchdog_interval_s - (time.monotonic() - started)))
         self.probe.close()
         log.info("watchdog stopped")
 

@@ -24,14 +24,12 @@ import argparse
 import json
 import logging
 import operator
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pyspark import StorageLevel
@@ -48,6 +46,7 @@ from pyspark.sql.streaming.listener import (
 from pyspark.sql.streaming.query import StreamingQuery
 
 from userstream.config import Settings
+from userstream.runtime.signals import stop_on_signals
 from userstream.stream import rules
 from userstream.stream.control import JobPaths, accepted_topic, job_paths
 from userstream.stream.keeper import QueryKeeper
@@ -482,17 +481,10 @@ def run(settings: Settings, name: str) -> int:
         schemas.lookup(subject_schema_ids(settings.registry_endpoint, f"{settings.users_topic}-value"))
     except Exception as exc:  # the batches look ids up themselves; this is only a head start
         log.warning("could not preload the schemas of %s-value: %s", settings.users_topic, exc)
-    stopping = False
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
 
     def asked_to_stop() -> bool:
-        return stopping or paths.stop_file.exists()
+        return stop.is_set() or paths.stop_file.exists()
 
     keeper = QueryKeeper()
     sessions = CassandraSessions(spark._jvm)  # type: ignore[attr-defined]
