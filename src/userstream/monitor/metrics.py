@@ -51,7 +51,7 @@ def snapshot_metrics(snap: PipelineSnapshot) -> Iterator[Metric]:
         "userstream_stage_stalled", "1 when the stage's input waits while its output stands still", labels=["stage"]
     )
     backlog = GaugeMetricFamily(
-        "userstream_stage_backlog", "What waits at the stage's input (records, or WAL bytes for cdc)", labels=["stage"]
+        "userstream_stage_backlog", "Records waiting at the stage's input", labels=["stage"]
     )
     for verdict in snap.health.stages:
         if verdict.state != "unknown":

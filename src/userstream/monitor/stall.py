@@ -1,8 +1,8 @@
 """The stalled-stage rule: a stage whose input waits while its output stands still is stalled.
 
-Each stage is sampled as (backlog, output): ``backlog`` is what waits at its input (records, or WAL bytes
-for the CDC), ``output`` a counter that moves whenever the stage does its job (rows landed, the
-replication slot's confirmed LSN, the job's committed offsets). A stage is
+Each stage is sampled as (backlog, output), in records: ``backlog`` is what waits at its input, ``output`` a
+counter that moves whenever the stage does its job (records fetched, records in the users topic, the job's
+committed offsets; see :mod:`userstream.monitor.stage_probe`). A stage is
 
 * ``idle``     nothing waits at its input;
 * ``flowing``  something waits and the output moved within ``stall_after_s``;
