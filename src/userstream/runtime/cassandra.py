@@ -136,6 +136,9 @@ networking_cache_size: 32MiB
 prepared_statements_cache_size: 8MiB
 concurrent_compactors: 1
 auto_snapshot: false
+# the connector's unlogged batches of up to 32 rows (~18 KiB) are by design: a warning for each one filled
+# the log (hundreds of lines a second while catching up)
+batch_size_warn_threshold: 64KiB
 """
 
     def write_config(self) -> None:
