@@ -139,6 +139,7 @@ auto_snapshot: false
 # the connector's unlogged batches of up to 32 rows (~18 KiB) are by design: a warning for each one filled
 # the log (hundreds of lines a second while catching up)
 batch_size_warn_threshold: 64KiB
+batch_size_fail_threshold: 256KiB
 """
 
     def write_config(self) -> None:
