@@ -146,10 +146,13 @@ def _lower_rate(rate: float, check: WarmupCheck, floor: float) -> float | None:
 def _wait_first_row(settings: Settings, demo: DemoProcess, since: float, timeout_s: float) -> None:
     probe = PipelineProbe(settings)
     deadline = time.monotonic() + timeout_s
+    # the first users fetched after the start (from page 0), not only the newest: while ingest runs, the
+    # newest 100 (half a second of landing) are never yet stored when looked at
+    first: list[UserRow] = []
     try:
         while time.monotonic() < deadline:
             demo.check()
-            if _flowing_since(probe, since, None, []) is not None:
+            if _flowing_since(probe, since, 0, first) is not None:
                 return
             time.sleep(2.0)
     finally:
