@@ -158,9 +158,17 @@ def test_back_after_a_kill_means_a_new_process_running_and_healthy() -> None:
     assert chaos_faults.is_back(injection, procs(kafka=("RUNNING", 101)), up)
 
 
-def test_back_after_a_freeze_is_the_same_process_healthy_and_the_driver_needs_only_its_state() -> None:
+def test_back_after_a_freeze_is_the_same_process_healthy_and_the_driver_needs_its_job_healthy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     freeze = Injection(Fault("kafka-freeze", "kafka", "kafka", Kind.FREEZE), (100,), time.time())
     assert chaos_faults.is_back(freeze, procs(kafka=("RUNNING", 100)), stack(kafka=True))
     driver = Injection(Fault("stream-driver", "stream", None, tree=True), (200, 201), time.time())
-    assert chaos_faults.is_back(driver, procs(stream=("RUNNING", 202)), stack())
-    assert not chaos_faults.is_back(driver, procs(stream=("BACKOFF", None)), stack())
+    job = {"healthy": False}
+    monkeypatch.setattr(chaos_faults, "job_health", lambda settings: (job["healthy"], "detail"))
+    no_services = stack()
+    setattr(no_services, "settings", None)  # noqa: B010 (the fake has no settings; job_health is patched)
+    assert not chaos_faults.is_back(driver, procs(stream=("RUNNING", 202)), no_services), "a JVM still starting"
+    job["healthy"] = True
+    assert chaos_faults.is_back(driver, procs(stream=("RUNNING", 202)), no_services)
+    assert not chaos_faults.is_back(driver, procs(stream=("BACKOFF", None)), no_services)

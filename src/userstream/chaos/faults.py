@@ -22,6 +22,8 @@ from userstream.errors import UserstreamError
 from userstream.pipeline import bootstrap
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
+from userstream.stream.control import PROGRAM as STREAM_PROGRAM
+from userstream.stream.control import job_health
 
 
 class ChaosError(UserstreamError):
@@ -133,7 +135,9 @@ def is_back(injection: Injection, processes: ProcessManager, stack: Stack) -> bo
     if fault.kind is Kind.KILL and processes.pid(fault.program) in injection.pids:
         return False  # supervisord has not noticed the death yet
     if fault.service is None:
-        return True
+        # the streaming driver has no service of its own: healthy is its job's health (queries active, a fresh
+        # heartbeat), as `userstream status` says, not merely its process running (a JVM still starting)
+        return fault.program != STREAM_PROGRAM or job_health(stack.settings)[0]
     return stack.services[fault.service].health().healthy
 
 
