@@ -34,7 +34,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 class DashboardService(Service):
     name = "dashboard"
-    start_timeout_s = 30.0
+    # its imports alone (FastAPI, the Kafka, Cassandra and Postgres clients) take tens of seconds while every
+    # JVM of the stack starts on the same two cores
+    start_timeout_s = 120.0
 
     @property
     def ports(self) -> list[int]:
