@@ -23,7 +23,8 @@ from airflow.sdk import dag, task
         "max_retry_delay": timedelta(seconds=60),
     },
     tags=["userstream"],
-    doc_md="Each run ingests for `USERSTREAM_INGEST_WINDOW_S` seconds at `USERSTREAM_INGEST_RATE` records/s.",
+    doc_md="Each run ingests for `USERSTREAM_INGEST_WINDOW_S` seconds at up to `USERSTREAM_INGEST_RATE` records/s, "
+    "slower while the pipeline is behind (backpressure, `USERSTREAM_INGEST_MAX_LAG_S`).",
 )
 def users_ingest() -> None:
     @task
@@ -33,7 +34,7 @@ def users_ingest() -> None:
         import threading
 
         from userstream.config import get_settings
-        from userstream.ingest import ingest
+        from userstream.ingest import ingest_window as run_window
 
         # Airflow sends TERM when the run is ended or the task killed: finish the page, save the run, return
         stop = threading.Event()
@@ -45,8 +46,7 @@ def users_ingest() -> None:
                 airflows(signum, frame)
 
         signal.signal(signal.SIGTERM, on_term)
-        settings = get_settings()
-        report = ingest(settings, duration_s=settings.ingest_window_s, rate=settings.ingest_rate, stop=stop)
+        report = run_window(get_settings(), stop=stop)
         print(report.summary())  # the run's counts in the task log; the return value goes to XCom
         return report.as_dict()
 

@@ -28,6 +28,7 @@ import psycopg
 
 from userstream.cdc.connector import CONNECTOR_NAME
 from userstream.config import Settings
+from userstream.cpu_budget import Calibration, budget_rows, calibrate
 from userstream.errors import ServiceError
 from userstream.ingest import ingest
 from userstream.ingest.bench import source_server
@@ -82,6 +83,7 @@ class PipelineBench:
     started_at: str
     ceilings: dict[str, float]  # stage -> records/s alone (at least one)
     runs: list[RunResult]
+    calibration: Calibration | None = None
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @property
@@ -100,7 +102,14 @@ class PipelineBench:
             "ceiling": {"stage": self.ceiling_stage, "records_per_s": self.ceiling_rate},
             "stage_ceilings": self.ceilings,
             "runs": [r.row() for r in self.runs],
-        }
+            "calibration": self.calibration.as_dict() if self.calibration else None,
+            # the flat-out run's costs against the budget (and scaled to the reference machine)
+            "cpu_budget": [
+                {"group": b.group, "us_per_record": round(b.us_per_record, 1), "target_us": b.target_us,
+                 "normalized_us": round(b.normalized_us, 1), "within": b.within}
+                for b in budget_rows(self.runs[0].cpu_us_per_record, self.calibration)
+            ] if self.runs else [],
+        }  # fmt: skip
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -379,13 +388,14 @@ def bench_pipeline(
 ) -> PipelineBench:
     """Needs the stack up and bootstrapped (`userstream up` + `userstream bootstrap`)."""
     started = datetime.now(UTC).isoformat()
+    calibration = calibrate()  # first: the stack is idle then
     _pause_ingest_dag(settings)
     with source_server(settings) as url:
         ceilings = stage_ceilings(settings, url, ceiling_records, drain_timeout_s)
         runs = [run_once(settings, url, "max sustained", None, max_duration_s, drain_timeout_s)]
         for rate in rates:
             runs.append(run_once(settings, url, f"{rate:.0f} records/s", rate, rate_duration_s, drain_timeout_s))
-    result = PipelineBench(started, ceilings, runs)
+    result = PipelineBench(started, ceilings, runs, calibration)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "pipeline-bench.json").write_text(json.dumps(result.as_dict(), indent=2))

@@ -329,6 +329,7 @@ def bench_pipeline_cmd(
     from pathlib import Path
 
     from userstream.benchmark import bench_pipeline
+    from userstream.cpu_budget import budget_rows
     from userstream.pipeline import bootstrap as run_bootstrap
 
     settings = get_settings()
@@ -357,6 +358,19 @@ def bench_pipeline_cmd(
     bound = flat_out.cpu_bound_rate
     cpu.add_row("[bold]total[/bold]", f"[bold]{flat_out.cpu_us_total:,.0f}[/bold]")
     Console().print(cpu)
+    cal = result.calibration
+    budget = Table("budget line", "CPU us/record", "target", "", "at reference speed", title="CPU budget")
+    for row in budget_rows(flat_out.cpu_us_per_record, cal):
+        mark = "[green]ok[/green]" if row.within else "[red]over[/red]"
+        budget.add_row(row.group, f"{row.us_per_record:,.0f}", f"<= {row.target_us:,.0f}", mark,
+                       f"{row.normalized_us:,.0f}")  # fmt: skip
+    Console().print(budget)
+    if cal is not None:
+        jvm = f"{cal.jvm_s:.3f}s" if cal.jvm_s else "n/a (no java)"
+        Console().print(
+            f"calibration (same run): Python reference loop {cal.python_s:.3f}s, JVM {jvm}; this machine runs "
+            f"at {cal.python_factor:.2f} x (Python) and {cal.jvm_factor:.2f} x (JVM) the reference machine's speed"
+        )
     stages = Table("stage, alone (same invocation)", "records/s", title="stage ceilings")
     for stage, ceiling in result.ceilings.items():
         mark = " [bold](slowest)[/bold]" if stage == result.ceiling_stage else ""

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     dlq_topic: str = "users.dlq"
     topic_partitions: int = 2
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
+    topic_retention_bytes: int = Field(
+        1 << 30,
+        ge=-1,
+        description="bytes kept per partition of each pipeline topic (-1: no size bound, only retention_ms)",
+    )
 
     # --- Kafka Connect + Debezium ----------------------------------------------------------
     connect_url: str | None = None
@@ -114,6 +119,12 @@ class Settings(BaseSettings):
     # --- ingest --------------------------------------------------------------------------
     ingest_rate: float = Field(1000.0, gt=0, description="records per second")
     ingest_window_s: float = Field(60.0, gt=0, description="length of one users_ingest DAG run")
+    ingest_max_lag_s: float = Field(
+        5.0,
+        ge=0,
+        description="backpressure: the DAG's ingest slows down while the records landed but not yet processed "
+        "by the streaming job exceed this many seconds at the current rate (0: off, always the full rate)",
+    )
 
     # --- monitor -------------------------------------------------------------------------
     dashboard_port: int = 8000

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import DeserializingConsumer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 
 from userstream.cdc import (
@@ -22,6 +23,7 @@ from userstream.cdc import (
     register_value_schema,
 )
 from userstream.cdc.schemas import registry_client, value_subject
+from userstream.cdc.topics import admin
 from userstream.config import Settings
 from userstream.ingest.land import LandedUser, land_batch
 from userstream.model import UserRow
@@ -114,6 +116,19 @@ def test_bootstrap_is_idempotent(cdc: Settings) -> None:
     assert ensure_connector(cdc) == "unchanged"
     assert set(ensure_topics(cdc).values()) == {"exists"}
     assert ensure_subject(cdc)["compatibility"] == "BACKWARD"
+
+
+def test_bootstrap_restores_topic_retention(cdc: Settings) -> None:
+    """A topic left with other bounds (an older version, a hand edit) gets the settings' bounds back."""
+    client = admin(cdc)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, cdc.users_topic)
+    entry = ConfigEntry("retention.bytes", "-1", incremental_operation=AlterConfigOpType.SET)
+    edited = ConfigResource(ConfigResource.Type.TOPIC, cdc.users_topic, incremental_configs=[entry])
+    client.incremental_alter_configs([edited])[resource].result(30)
+    assert ensure_topics(cdc)[cdc.users_topic] == f"retention.bytes -> {cdc.topic_retention_bytes}"
+    current = client.describe_configs([resource])[resource].result(30)
+    assert current["retention.bytes"].value == str(cdc.topic_retention_bytes)
+    assert current["retention.ms"].value == str(cdc.topic_retention_ms)
 
 
 def test_schema_evolution_nullable_column_then_incompatible_refused(cdc: Settings) -> None:

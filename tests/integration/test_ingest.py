@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from userstream.config import Settings
-from userstream.ingest import ingest
+from userstream.ingest import Backpressure, ingest
 from userstream.runtime.stack import Stack
 from userstream.source import FaultConfig, ServerLimits, SourceClient, UserGenerator, serve_in_thread
 from userstream.store.postgres import apply_postgres_schema
@@ -145,3 +145,21 @@ def test_limited_by_is_persisted(pg: psycopg.Connection[tuple[object, ...]], set
     assert report.limited_by == "rate"
     row = pg.execute("SELECT limited_by FROM staging.ingest_runs WHERE run_id = %s", (report.run_id,)).fetchone()
     assert row == ("rate",)
+
+
+def test_backpressure_slows_ingest_while_the_pipeline_is_behind(
+    pg: psycopg.Connection[tuple[object, ...]], settings: Settings
+) -> None:
+    """A backlog of a minute keeps the rate cut to the floor; once it drains the rate climbs back."""
+    seed = f"ingest-backpressure-{uuid.uuid4().hex[:8]}"
+    backlog = {"records": 60_000}
+    control = Backpressure(1000.0, 2.0, lambda: backlog["records"], interval_s=0.2)
+    with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=50) as client:
+        behind = ingest(settings, duration_s=4.0, rate=1000, seed=seed, source=client, backpressure=control)
+        assert behind.limited_by == "backpressure"
+        assert behind.landed < 0.5 * 1000 * 4.0  # far below the configured rate
+        backlog["records"] = 0
+        drained = ingest(settings, duration_s=4.0, rate=1000, seed=seed, source=client, backpressure=control)
+    assert control.current == 1000.0 and drained.landed > 2 * behind.landed
+    row = pg.execute("SELECT limited_by FROM staging.ingest_runs WHERE run_id = %s", (behind.run_id,)).fetchone()
+    assert row == ("backpressure",)

@@ -253,5 +253,7 @@ def test_limited_by_rule() -> None:
     assert limited_by(10.0, 0.0, 0.5) == "source"  # nothing waited a tenth of the run
     assert limited_by(10.0, 3.0, 0.5) == "rate"
     assert limited_by(10.0, 0.5, 8.0) == "quota"
+    assert limited_by(10.0, 3.0, 0.5, backpressured_s=4.0) == "backpressure"
+    assert limited_by(10.0, 3.0, 0.5, backpressured_s=0.5) == "rate"  # a short cut is not what held it
     report = IngestReport(run_id=1, seed="s", first_page=1, last_page=2, landed=10, seconds=1.0)
     assert report.as_dict()["limited_by"] == "source" and "pages 1..2" in report.summary()

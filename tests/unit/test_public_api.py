@@ -17,7 +17,8 @@ PUBLIC = {
         "serve", "serve_in_thread",
     ],
     "userstream.ingest": [
-        "IngestReport", "LandResult", "LandedUser", "PageSource", "RateLimiter", "Reject", "ingest", "land_batch",
+        "Backpressure", "IngestReport", "LandResult", "LandedUser", "PageSource", "RateLimiter", "Reject", "ingest",
+        "ingest_window", "land_batch",
     ],
     "userstream.cdc": [
         "CONNECTOR_NAME", "SchemaIncompatibleError", "connector_config", "connector_status", "ensure_connector",

@@ -110,6 +110,8 @@ def test_connect_worker_config(settings: Settings) -> None:
     assert Path(props["plugin.path"]) == settings.lib_dir / "connect-plugins"
     for topic in ("config", "offset", "status"):
         assert props[f"{topic}.storage.replication.factor"] == "1"
+    # tasks a worker revoked while Kafka was frozen come back within seconds, not Connect's default 5 min
+    assert int(props["scheduled.rebalance.max.delay.ms"]) <= 30_000
     (program,) = service.programs()
     assert program.command[-2] == "org.apache.kafka.connect.cli.ConnectDistributed"
     assert "-Xmx512m" in program.command

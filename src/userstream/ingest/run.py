@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import psycopg
 
 from userstream.config import Settings
+from userstream.ingest.backpressure import Backpressure, pipeline_backlog
 from userstream.ingest.land import LandedUser, Reject, land_batch
 from userstream.source import PageOutOfRange, PageResult, QuotaPacer, SourceClient
 
@@ -95,6 +96,11 @@ class RateLimiter:
         self.sent = 0
         self.waited_s = 0.0
 
+    def set_rate(self, rate: float | None) -> None:
+        """Pace at ``rate`` from now on (the records already sent are not paced again)."""
+        if rate != self.rate:
+            self.rate, self.started, self.sent = rate, self.clock(), 0
+
     def wait_for(self, n: int, sleep: Callable[[float], None] = time.sleep) -> None:
         if self.rate:
             ahead = self.sent / self.rate - (self.clock() - self.started)
@@ -145,11 +151,14 @@ def quota_applies(settings: Settings, source: PageSource | None) -> bool:
     return bool(url == settings.source_url)
 
 
-def limited_by(seconds: float, rate_waited_s: float, quota_waited_s: float) -> str:
-    """The pacing that held the run back: the one that waited most, if it waited a tenth of the run."""
+def limited_by(seconds: float, rate_waited_s: float, quota_waited_s: float, backpressured_s: float = 0.0) -> str:
+    """The pacing that held the run back: the one that waited most, if it waited a tenth of the run; rate
+    pacing while backpressure had cut the rate for a tenth of the run is "backpressure"."""
     if max(rate_waited_s, quota_waited_s) < 0.1 * seconds:
         return "source"
-    return "quota" if quota_waited_s >= rate_waited_s else "rate"
+    if quota_waited_s >= rate_waited_s:
+        return "quota"
+    return "backpressure" if backpressured_s >= 0.1 * seconds else "rate"
 
 
 class _Stopped(Exception):
@@ -168,6 +177,7 @@ def ingest(
     source: PageSource | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
     stop: threading.Event | None = None,
+    backpressure: Backpressure | None = None,
 ) -> IngestReport:
     """Fetch and land users until ``max_records`` were requested or ``duration_s`` passed (one of them needed).
 
@@ -176,6 +186,8 @@ def ingest(
     so the effective rate is the lower of the two. Pages continue the seeded sequence where the previous
     run stopped (across seed generations), unless ``start_page`` is given (a page of the current generation).
     ``stop``, once set, ends the run after the page being landed (status "stopped"); nothing landed is lost.
+    ``backpressure`` lowers the rate below ``rate`` while the pipeline behind is behind (see
+    :mod:`userstream.ingest.backpressure`).
     """
     if max_records is None and duration_s is None:
         raise ValueError("ingest needs a bound: max_records or duration_s")
@@ -232,6 +244,8 @@ def ingest(
         try:
             while budget_left():
                 want = page_size if max_records is None else min(page_size, max_records - report.requested)
+                if backpressure is not None:
+                    limiter.set_rate(backpressure.rate())
                 limiter.wait_for(want)
                 if pending is None:
                     pending = pool.submit(fetch, at)
@@ -252,7 +266,8 @@ def ingest(
                 throttled_s += page.rate_limited_s
                 report.seconds = time.monotonic() - started
                 quota_waited = throttled_s + (pacer.waited_s if pacer is not None else 0.0)
-                report.limited_by = limited_by(report.seconds, limiter.waited_s, quota_waited)
+                held_s = backpressure.held_s if backpressure is not None else 0.0
+                report.limited_by = limited_by(report.seconds, limiter.waited_s, quota_waited, held_s)
                 _land(conn, report, page, landed_at)
                 if on_progress:
                     on_progress(report)
@@ -335,3 +350,34 @@ def _save(conn: Conn, report: IngestReport, final: bool = False) -> None:
 
 
 __all__ = ["IngestReport", "PageSource", "RateLimiter", "generation_seed", "ingest"]
+
+
+def ingest_window(settings: Settings, stop: threading.Event | None = None) -> IngestReport:
+    """One run of the users_ingest DAG: ``USERSTREAM_INGEST_WINDOW_S`` seconds at up to
+    ``USERSTREAM_INGEST_RATE``, under backpressure unless ``USERSTREAM_INGEST_MAX_LAG_S`` is 0. It starts at
+    the previous run's rate when backpressure limited that one, so a slow pipeline is not flooded each window."""
+    if settings.ingest_max_lag_s <= 0:
+        return ingest(settings, duration_s=settings.ingest_window_s, rate=settings.ingest_rate, stop=stop)
+    backlog, close = pipeline_backlog(settings)
+    control = Backpressure(settings.ingest_rate, settings.ingest_max_lag_s, backlog)
+    control.current = _previous_backpressured_rate(settings) or settings.ingest_rate
+    try:
+        return ingest(
+            settings, duration_s=settings.ingest_window_s, rate=settings.ingest_rate, stop=stop, backpressure=control
+        )
+    finally:
+        close()
+
+
+def _previous_backpressured_rate(settings: Settings) -> float | None:
+    try:
+        with psycopg.connect(settings.postgres_conninfo, connect_timeout=5, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT limited_by, landed / greatest(extract(epoch FROM finished_at - started_at), 1) "
+                "FROM staging.ingest_runs WHERE finished_at IS NOT NULL ORDER BY run_id DESC LIMIT 1"
+            ).fetchone()
+    except psycopg.Error:
+        return None  # the run itself reports Postgres being down
+    if row is None or row[0] != "backpressure":
+        return None
+    return max(1.0, min(settings.ingest_rate, float(row[1])))

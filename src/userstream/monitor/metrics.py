@@ -50,9 +50,7 @@ def snapshot_metrics(snap: PipelineSnapshot) -> Iterator[Metric]:
     stalled = GaugeMetricFamily(
         "userstream_stage_stalled", "1 when the stage's input waits while its output stands still", labels=["stage"]
     )
-    backlog = GaugeMetricFamily(
-        "userstream_stage_backlog", "Records waiting at the stage's input", labels=["stage"]
-    )
+    backlog = GaugeMetricFamily("userstream_stage_backlog", "Records waiting at the stage's input", labels=["stage"])
     for verdict in snap.health.stages:
         if verdict.state != "unknown":
             stalled.add_metric([verdict.stage], 1.0 if verdict.state == "stalled" else 0.0)

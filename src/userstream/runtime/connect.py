@@ -21,6 +21,7 @@ from userstream.runtime.registry import registry_native_url
 
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
+CONNECT_REBALANCE_DELAY_MS = 15_000
 
 # Plugin directories under <lib>/connect-plugins, each installed from its own pom under jvm/connect/.
 PLUGINS = {"debezium-postgres": "connect/debezium-postgres", "apicurio-avro-converter": "connect/apicurio-converter"}
@@ -127,6 +128,10 @@ class ConnectService(Service):
             "status.storage.partitions": 1,
             # source offsets (e.g. the Debezium LSN) committed often: fewer replays after a crash
             "offset.flush.interval.ms": 5000,
+            # a worker that lost the coordinator (Kafka frozen) revokes its own tasks; the group leader
+            # then holds them for this long waiting for the "lost" worker (default 300 s: five minutes
+            # of no CDC after a 45 s Kafka freeze). 15 s is still longer than a worker's restart.
+            "scheduled.rebalance.max.delay.ms": CONNECT_REBALANCE_DELAY_MS,
             "listeners": f"http://{s.bind_host}:{s.connect_port}",
             "rest.advertised.host.name": s.bind_host,
             "rest.advertised.port": s.connect_port,

@@ -424,7 +424,7 @@ def ensure_job_topics(settings: Settings) -> None:
     crash-loop on a missing topic) and the job's accepted topic."""
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-    from userstream.cdc.topics import admin, ensure_topics
+    from userstream.cdc.topics import admin, align_retention, ensure_topics, retention_config
 
     try:
         for topic, outcome in ensure_topics(settings).items():
@@ -435,8 +435,10 @@ def ensure_job_topics(settings: Settings) -> None:
     client = admin(settings)
     topic = accepted_topic(settings)
     if topic in client.list_topics(timeout=30).topics:
+        for change in align_retention(client, topic, settings):
+            log.info("topic %s: %s", topic, change)
         return
-    config = {"retention.ms": str(settings.topic_retention_ms)}
+    config = retention_config(settings)
     future = client.create_topics([NewTopic(topic, settings.topic_partitions, 1, config=config)])[topic]
     try:
         future.result(30)
