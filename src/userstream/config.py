@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     ingest_rate: float = Field(1000.0, gt=0, description="records per second")
     ingest_window_s: float = Field(60.0, gt=0, description="length of one users_ingest DAG run")
     ingest_max_lag_s: float = Field(
-        5.0,
+        10.0,
         ge=0,
         description="backpressure: the DAG's ingest slows down while the records landed but not yet processed "
         "by the streaming job exceed this many seconds at the current rate (0: off, always the full rate)",

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 
@@ -201,7 +202,10 @@ class TimedSource:
         if key not in self._pages:
             now = datetime.now(UTC)
             raws = GEN.users(key[0], page, SIZE)
-            accepted = [AcceptedUser(i, r, u := ApiUser.model_validate(r), to_row(u, now)) for i, r in enumerate(raws)]
+            accepted = [
+                AcceptedUser(i, msgspec.json.encode(r).decode(), to_row(ApiUser.model_validate(r), now))
+                for i, r in enumerate(raws)
+            ]
             self._pages[key] = PageResult(key[0], page, SIZE, accepted, [], 1, now, 0.0)
         return self._pages[key]
 

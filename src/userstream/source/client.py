@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from userstream.config import Settings, get_settings
 from userstream.errors import SourceError
 from userstream.model import ApiUser, UserRow, to_row, validation_reason
+from userstream.source.decode import decode_body, decode_user_row
 
 __all__ = ["AcceptedUser", "PageOutOfRange", "PageResult", "RejectedRecord", "SourceClient"]
 
@@ -52,15 +53,24 @@ _USER_AGENT = "userstream-source-client/0.1"
 
 @dataclass(frozen=True, slots=True)
 class AcceptedUser:
-    """A record that validated: the payload as received, the typed user, and its flat row."""
+    """A record that validated: the payload as received (its JSON text) and its flat row."""
 
     index: int  # position in the page's ``results``
-    raw: dict[str, Any]
-    user: ApiUser
+    raw_text: str
     row: UserRow
 
     def raw_json(self) -> str:
-        return msgspec.json.encode(self.raw).decode()
+        return self.raw_text
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        value: dict[str, Any] = msgspec.json.decode(self.raw_text)
+        return value
+
+    @property
+    def user(self) -> ApiUser:
+        """The typed user (validated again on each access: the hot path needs only the row)."""
+        return ApiUser.model_validate(self.raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,7 @@ class PageResult:
 class _RawPage:
     seed: str
     page: int
-    results: list[Any]
+    results: list[msgspec.Raw]
     info: dict[str, Any] | None
     attempts: int
     elapsed_s: float
@@ -336,7 +346,7 @@ class SourceClient:
             log.warning("source attempt %d of %s failed (%s); retrying in %.2fs", attempts, where, reason, wait)
             self._pause(wait, cancel)
 
-    def _get(self, page: int, seed: str) -> tuple[list[Any], dict[str, Any] | None]:
+    def _get(self, page: int, seed: str) -> tuple[list[msgspec.Raw], dict[str, Any] | None]:
         try:
             resp = self._http.get(self.base_url, params=self.params(page, seed))
         except httpx.TimeoutException as exc:
@@ -358,21 +368,20 @@ class SourceClient:
             )
         try:
             with _gc_paused():
-                doc = msgspec.json.decode(resp.content)
+                body = decode_body(resp.content)
         except msgspec.DecodeError as exc:
             raise _Retryable(f"malformed body ({len(resp.content)} bytes): {exc}") from exc
-        if not isinstance(doc, dict):
-            raise _Retryable(f"body is a JSON {type(doc).__name__}, not an object")
-        results = doc.get("results")
-        if results is None and "error" in doc:
-            raise _Retryable(f"API error: {doc['error']}")
-        if not isinstance(results, list):
+        except msgspec.ValidationError as exc:
+            raise _Retryable(f"body is not an object with a 'results' list: {exc}") from exc
+        results = body.results
+        if results is None and body.error is not None:
+            raise _Retryable(f"API error: {body.error}")
+        if results is None:
             raise _Retryable("body has no 'results' list")
         if not results:
             # Seen on the live API in 2026: 200 with "results": []. Asking again usually works.
             raise _Retryable("200 with an empty 'results' list")
-        info = doc.get("info")
-        return results, info if isinstance(info, dict) else None
+        return results, body.info if isinstance(body.info, dict) else None
 
     def _validate(self, raw: _RawPage) -> PageResult:
         page, results, seed = raw.page, raw.results, raw.seed
@@ -400,12 +409,19 @@ class SourceClient:
         self,
         seed: str,
         page: int,
-        results: list[Any],
+        results: list[msgspec.Raw],
         fetched_at: datetime,
         accepted: list[AcceptedUser],
         rejected: list[RejectedRecord],
     ) -> None:
-        for index, raw in enumerate(results):
+        for index, record in enumerate(results):
+            text = bytes(record).decode()
+            row = decode_user_row(record, fetched_at)
+            if row is not None:
+                accepted.append(AcceptedUser(index, text, row))
+                continue
+            # the slow path: pydantic accepts the record after all, or says why it is rejected
+            raw = msgspec.json.decode(record)
             if not isinstance(raw, dict):
                 reason = f"record is a JSON {'null' if raw is None else type(raw).__name__}, not an object"
                 rejected.append(RejectedRecord(seed, page, index, reason, raw, fetched_at))
@@ -415,7 +431,7 @@ class SourceClient:
             except ValidationError as exc:
                 rejected.append(RejectedRecord(seed, page, index, validation_reason(exc), raw, fetched_at))
                 continue
-            accepted.append(AcceptedUser(index, raw, user, to_row(user, fetched_at)))
+            accepted.append(AcceptedUser(index, text, to_row(user, fetched_at)))
 
     def _retry_after(self, value: str | None) -> float | None:
         """Seconds from a Retry-After header: a number (fractions accepted) or an HTTP date."""
