@@ -28,7 +28,7 @@ def airflow_bin() -> str:
 class AirflowService(Service):
     name = "airflow"
     depends_on = ("postgres",)
-    start_timeout_s = 180.0
+    start_timeout_s = 240.0  # cold JVMs all starting at once on two slow cores take minutes
 
     @property
     def external(self) -> bool:

@@ -64,7 +64,7 @@ LOGBACK_XML = """<configuration scan="false">
 
 class CassandraService(Service):
     name = "cassandra"
-    start_timeout_s = 180.0  # the first start creates the system keyspaces
+    start_timeout_s = 300.0  # the first start creates the system keyspaces; cold JVMs compete
 
     @property
     def external(self) -> bool:

@@ -61,7 +61,7 @@ def avro_converter_config(settings: Settings, which: str = "value") -> dict[str,
 class ConnectService(Service):
     name = "connect"
     depends_on = ("kafka", "registry", "postgres")
-    start_timeout_s = 120.0
+    start_timeout_s = 240.0  # cold JVMs all starting at once on two slow cores take minutes
 
     @property
     def external(self) -> bool:

@@ -93,7 +93,7 @@ def kafka_health(bootstrap: str, timeout_s: float = 2.0) -> Health:
 
 class KafkaService(Service):
     name = "kafka"
-    start_timeout_s = 90.0
+    start_timeout_s = 240.0  # cold JVMs all starting at once on two slow cores take minutes
 
     @property
     def external(self) -> bool:

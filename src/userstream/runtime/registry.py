@@ -42,7 +42,7 @@ def registry_jdbc(settings: Settings) -> tuple[str, str, str]:
 class RegistryService(Service):
     name = "registry"
     depends_on = ("postgres",)
-    start_timeout_s = 120.0
+    start_timeout_s = 240.0  # cold JVMs all starting at once on two slow cores take minutes
 
     @property
     def external(self) -> bool:

@@ -28,7 +28,7 @@ WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 
 class SparkService(Service):
     name = "spark"
-    start_timeout_s = 90.0
+    start_timeout_s = 240.0  # cold JVMs all starting at once on two slow cores take minutes
 
     @property
     def external(self) -> bool:
