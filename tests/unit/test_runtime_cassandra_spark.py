@@ -11,6 +11,7 @@ from userstream.config import Settings
 from userstream.runtime.cassandra import JVM17_MODULE_OPTIONS, CassandraService
 from userstream.runtime.spark import SparkService
 from userstream.runtime.spark_submit import build_submit, jar_artifact
+from userstream.stream import control
 
 
 @pytest.fixture
@@ -29,6 +30,10 @@ def test_cassandra_yaml_single_node_under_data_dir(settings: Settings) -> None:
     assert Path(conf["data_file_directories"][0]).is_relative_to(service.data_path)
     assert conf["endpoint_snitch"] == "SimpleSnitch"
     assert service.ports == [19042, 17000]
+    # the connector's batches (32 rows, each its own partition) draw no warning per batch
+    assert conf["unlogged_batch_across_partitions_warn_threshold"] > int(
+        control.job_conf(settings)["spark.cassandra.output.batch.size.rows"]
+    )
 
 
 def test_cassandra_module_options_come_in_pairs() -> None:

@@ -73,6 +73,12 @@ def test_job_conf_follows_settings() -> None:
     assert conf["spark.sql.shuffle.partitions"] == "2"
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert "avro.limits.string.maxLength" in conf["spark.executor.extraJavaOptions"]
+    # the executor's stderr is rolled by the worker: bounded however long the job runs
+    assert conf["spark.executor.logs.rolling.strategy"] == "size"
+    assert (
+        int(conf["spark.executor.logs.rolling.maxSize"]) * int(conf["spark.executor.logs.rolling.maxRetainedFiles"])
+        <= 64 << 20
+    )
 
 
 def test_submit_carries_settings_by_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,6 +113,10 @@ def job_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.ui.retainedExecutions": "100",
         "spark.sql.streaming.ui.retainedQueries": "20",
         "spark.ui.showConsoleProgress": "false",
+        # the worker rolls the executor's stderr (work/<app>/<id>/stderr): a job that runs for weeks
+        "spark.executor.logs.rolling.strategy": "size",
+        "spark.executor.logs.rolling.maxSize": str(16 * 1024 * 1024),
+        "spark.executor.logs.rolling.maxRetainedFiles": "3",
     }
 
 
