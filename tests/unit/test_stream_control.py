@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from userstream.config import Settings
-from userstream.stream import control, synthetic
+from userstream.stream import control, job, synthetic
 from userstream.stream.registry import SchemaCache, record_fields
 
 
@@ -73,6 +74,12 @@ def test_job_conf_follows_settings() -> None:
     assert conf["spark.sql.shuffle.partitions"] == "2"
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert "avro.limits.string.maxLength" in conf["spark.executor.extraJavaOptions"]
+    # one scheduler pool per query, the users query favoured; pools named as the queries are
+    pools = ElementTree.parse(conf["spark.scheduler.allocation.file"]).getroot().findall("pool")
+    weights = {p.get("name"): int(p.findtext("weight") or 0) for p in pools}
+    assert conf["spark.scheduler.mode"] == "FAIR" and set(weights) == {job.USERS_QUERY, job.AGGREGATE_QUERY}
+    assert weights[job.USERS_QUERY] > weights[job.AGGREGATE_QUERY]
+    assert conf["spark.sql.streaming.checkpointFileManagerClass"].endswith("FileSystemBasedCheckpointFileManager")
     # the executor's stderr is rolled by the worker: bounded however long the job runs
     assert conf["spark.executor.logs.rolling.strategy"] == "size"
     assert (

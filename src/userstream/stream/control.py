@@ -74,6 +74,9 @@ def accepted_topic(settings: Settings) -> str:
     return f"{settings.users_topic}.accepted.{settings.cassandra_keyspace}"
 
 
+FAIR_SCHEDULER_FILE = Path(__file__).with_name("fairscheduler.xml")
+
+
 def job_conf(settings: Settings) -> dict[str, str]:
     """Spark conf of the job on top of ``spark_submit.default_conf`` (tuned for 2 cores; see docs/stream.md)."""
     return {
@@ -113,6 +116,14 @@ def job_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.ui.retainedExecutions": "100",
         "spark.sql.streaming.ui.retainedQueries": "20",
         "spark.ui.showConsoleProgress": "false",
+        # each query in its own scheduler pool (stream/fairscheduler.xml): users first when both wait
+        "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": str(FAIR_SCHEDULER_FILE),
+        # checkpoints are on the local disk, where a plain rename is atomic; the default (FileContext) manager
+        # forks `readlink`/`stat` for every checkpoint file it renames, several per micro-batch
+        "spark.sql.streaming.checkpointFileManagerClass": (
+            "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager"
+        ),
         # the worker rolls the executor's stderr (work/<app>/<id>/stderr): a job that runs for weeks
         "spark.executor.logs.rolling.strategy": "size",
         "spark.executor.logs.rolling.maxSize": str(16 * 1024 * 1024),

@@ -352,6 +352,7 @@ def start_users_query(
     tracker: ProgressTracker,
     sessions: CassandraSessions,
 ) -> StreamingQuery:
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", USERS_QUERY)  # the query's thread inherits it
     return (
         kafka_stream(spark, settings, settings.users_topic, settings.spark_max_offsets_per_trigger)
         .writeStream.queryName(USERS_QUERY)
@@ -377,6 +378,7 @@ def start_aggregate_query(
         .groupBy(F.window("fetched_at", "1 minute"), F.col("nat").alias("country"))
         .agg(F.count(F.lit(1)).alias("users"))
     )
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", AGGREGATE_QUERY)
     return (
         counts.writeStream.queryName(AGGREGATE_QUERY)
         .outputMode("update")
