@@ -319,6 +319,7 @@ def bench_pipeline_cmd(
     max_duration: Annotated[float, typer.Option(help="seconds of the flat-out run")] = 60.0,
     rates: Annotated[str, typer.Option(help="fixed rates (records/s), comma-separated")] = "100,1000,5000",
     rate_duration: Annotated[float, typer.Option(help="seconds of each fixed-rate run")] = 30.0,
+    ceiling_records: Annotated[int, typer.Option(help="users of the stage-ceiling measurement")] = 100_000,
     out: Annotated[str, typer.Option(help="directory for pipeline-bench.json and .png")] = "artifacts",
 ) -> None:
     """The whole pipeline flat out, then at fixed rates: throughput, latency p50/p95/p99 (fetched_at ->
@@ -342,6 +343,7 @@ def bench_pipeline_cmd(
         max_duration_s=max_duration,
         rates=tuple(float(r) for r in rates.split(",") if r.strip()),
         rate_duration_s=rate_duration,
+        ceiling_records=ceiling_records,
         out_dir=Path(out),
     )
     table = Table("run", "landed", "in Cassandra", "ingest/s", "end-to-end/s", "Spark/s", "p50 s", "p95 s", "p99 s")
