@@ -323,7 +323,9 @@ def bench_pipeline_cmd(
     out: Annotated[str, typer.Option(help="directory for pipeline-bench.json and .png")] = "artifacts",
 ) -> None:
     """The whole pipeline flat out, then at fixed rates: throughput, latency p50/p95/p99 (fetched_at ->
-    Cassandra WRITETIME), per-stage rates, and the slowest stage's standalone ceiling as a ratio.
+    Cassandra WRITETIME), per-stage rates, and the slowest stage's standalone ceiling as a ratio. Also the
+    CPU each process spent per record against its budget (200 us in all), and this machine's speed from
+    reference loops in Python and the JVM timed in the same run.
 
     Starts the stack and bootstraps it if needed.
     """
