@@ -342,7 +342,7 @@ def stage_ceilings(settings: Settings, url: str, records: int, drain_timeout_s: 
     Once the streaming job has caught up it is stopped (a job of our own stack; an external one keeps
     running). With the CDC connector paused, ingest lands the users (the source, the ingest client and
     Postgres work; the rest idles). Then the connector is resumed and streams that backlog into Kafka, timed
-    to the users topic's end offset. Then the job is started with batches of a tenth of the backlog and
+    to the users topic's end offset. Then the job is started with batches of half the backlog and
     drains it into Cassandra, timed as rows over the busy time of its micro-batches, the first (cold) one
     left out; then it is restarted as configured. No stage shares the cores with another while it is timed,
     so end to end cannot honestly exceed the slowest (an overlap made the stream's "ceiling" look lower
@@ -369,8 +369,8 @@ def stage_ceilings(settings: Settings, url: str, records: int, drain_timeout_s: 
     ceilings[CDC_STAGE] = report.landed / (time.monotonic() - resumed)
     landed = [i for i, _ in _ids_fetched_between(settings, t0, datetime.now(UTC))]
     if alone:
-        # the backlog in batches of a tenth, so that the first (cold) one can be left out of the rate
-        per_batch = max(1000, report.landed // 10)
+        # the backlog in two batches: the first (cold) is left out; the second is as big as a flat-out one
+        per_batch = max(1000, report.landed // 2)
         ensure_job_running(settings.model_copy(update={"spark_max_offsets_per_trigger": per_batch}))
     try:
         stored = _wait_stored(settings, landed, drain_timeout_s)

@@ -39,9 +39,10 @@ _GROUP_OF = {
 }
 _JVM_GROUPS = {"spark driver", "spark executor", "connect + debezium", "cassandra"}
 
-# the reference loops' times on the machine docs/benchmarks.md was measured on (2 cores, quiet)
-REFERENCE_PYTHON_S = 1.0
-REFERENCE_JVM_S = 1.0
+# the reference loops' times on the machine docs/benchmarks.md was measured on (the 2-core development VM,
+# 2026-12-02, at the start of a `bench pipeline` run)
+REFERENCE_PYTHON_S = 0.509
+REFERENCE_JVM_S = 0.385
 
 _PYTHON_LOOP_N = 4_000_000  # iterations of the Python loop
 _JAVA_SOURCE = """
