@@ -28,7 +28,7 @@ import psycopg
 
 from userstream.cdc.connector import CONNECTOR_NAME
 from userstream.config import Settings
-from userstream.cpu_budget import Calibration, budget_rows, calibrate
+from userstream.cpu_budget import BudgetRow, Calibration, budget_rows, calibrate
 from userstream.errors import ServiceError
 from userstream.ingest import ingest
 from userstream.ingest.bench import source_server
@@ -104,13 +104,17 @@ class PipelineBench:
             "stage_ceilings": self.ceilings,
             "runs": [r.row() for r in self.runs],
             "calibration": self.calibration.as_dict() if self.calibration else None,
-            # the flat-out run's costs against the budget (and scaled to the reference machine)
             "cpu_budget": [
                 {"group": b.group, "us_per_record": round(b.us_per_record, 1), "target_us": b.target_us,
                  "normalized_us": round(b.normalized_us, 1), "within": b.within}
-                for b in budget_rows(self.runs[0].cpu_us_per_record, self.calibration)
-            ] if self.runs else [],
+                for b in self.budget
+            ],
         }  # fmt: skip
+
+    @property
+    def budget(self) -> list[BudgetRow]:
+        """The flat-out run's costs against the CPU budget (and scaled to the reference machine)."""
+        return budget_rows(self.runs[0].cpu_us_per_record, self.calibration) if self.runs else []
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -332,7 +332,6 @@ def bench_pipeline_cmd(
     from pathlib import Path
 
     from userstream.benchmark import bench_pipeline
-    from userstream.cpu_budget import budget_rows
     from userstream.pipeline import bootstrap as run_bootstrap
 
     settings = get_settings()
@@ -364,7 +363,7 @@ def bench_pipeline_cmd(
     Console().print(cpu)
     cal = result.calibration
     budget = Table("budget line", "CPU us/record", "target", "", "at reference speed", title="CPU budget")
-    for row in budget_rows(flat_out.cpu_us_per_record, cal):
+    for row in result.budget:
         mark = "[green]ok[/green]" if row.within else "[red]over[/red]"
         budget.add_row(row.group, f"{row.us_per_record:,.0f}", f"<= {row.target_us:,.0f}", mark,
                        f"{row.normalized_us:,.0f}")  # fmt: skip

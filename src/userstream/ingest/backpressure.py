@@ -47,7 +47,6 @@ class Backpressure:
         self.interval_s = interval_s
         self.clock = clock
         self.current = ceiling
-        self.last_backlog: int | None = None
         self._checked_at: float | None = None
         self.held_s = 0.0  # time spent below the ceiling: how long backpressure was what limited ingest
 
@@ -64,7 +63,6 @@ class Backpressure:
             self.held_s += now - self._checked_at
         self._checked_at = now
         backlog = self.backlog()
-        self.last_backlog = backlog
         if backlog is None:
             return self.current
         lag_s = backlog / self.current

@@ -349,9 +349,6 @@ def _save(conn: Conn, report: IngestReport, final: bool = False) -> None:
     )
 
 
-__all__ = ["IngestReport", "PageSource", "RateLimiter", "generation_seed", "ingest"]
-
-
 def ingest_window(settings: Settings, stop: threading.Event | None = None) -> IngestReport:
     """One run of the users_ingest DAG: ``USERSTREAM_INGEST_WINDOW_S`` seconds at up to
     ``USERSTREAM_INGEST_RATE``, under backpressure unless ``USERSTREAM_INGEST_MAX_LAG_S`` is 0. It starts at
@@ -381,3 +378,6 @@ def _previous_backpressured_rate(settings: Settings) -> float | None:
     if row is None or row[0] != "backpressure":
         return None
     return max(1.0, min(settings.ingest_rate, float(row[1])))
+
+
+__all__ = ["IngestReport", "PageSource", "RateLimiter", "generation_seed", "ingest", "ingest_window"]
