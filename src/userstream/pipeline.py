@@ -56,39 +56,34 @@ def start_flow(settings: Settings) -> None:
     airflow.set_paused("pipeline_audit", False)
 
 
-def stop_flow(settings: Settings) -> None:
+def stop_flow(settings: Settings, timeout_s: float = 30.0) -> None:
     """Stop ingest: pause the DAG and end its running run, so no new records are fetched (each landed page is
-    committed on its own, so an ended run loses nothing); what is in flight still drains."""
-    from userstream.runtime.airflow import AirflowService
+    committed on its own, so an ended run loses nothing); what is in flight still drains.
 
-    airflow = AirflowService(settings)
-    airflow.set_paused("users_ingest", True)
-    if airflow.end_running_runs("users_ingest", note="ended by userstream: ingest stopped (Ctrl-C or a benchmark)"):
-        _wait_ingest_runs_ended(settings, timeout_s=30.0)
-
-
-def _wait_ingest_runs_ended(settings: Settings, timeout_s: float, quiet_s: float = 2.5) -> None:
-    """Until no ingest run is still landing: the ended run's task stops on Airflow's TERM, a heartbeat after
-    the run was ended, and a stack stopped before that kills it mid-report instead.
-
-    A run is landing while its row moves (a page is saved every fraction of a second at the usual rates);
-    rows left 'running' by a killed task never move, so they are not waited for.
+    Returns once no ingest run is landing any more: Airflow terminates the ended run's task at its next
+    heartbeat, and the task lands the page in hand, saves its run and lets go of the run's lock.
     """
+    import logging
     import time
 
     import psycopg
 
+    from userstream.ingest.run import live_runs
+    from userstream.runtime.airflow import AirflowService
+
+    airflow = AirflowService(settings)
+    airflow.set_paused("users_ingest", True)
+    airflow.end_running_runs("users_ingest", note="ended by userstream: ingest stopped (Ctrl-C or a benchmark)")
     deadline = time.monotonic() + timeout_s
-    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
-
-        def running() -> set[tuple[int, int]]:
-            rows = conn.execute("SELECT run_id, requested FROM staging.ingest_runs WHERE status = 'running'")
-            return {(int(r[0]), int(r[1])) for r in rows.fetchall()}
-
-        before = running()
-        while before and time.monotonic() < deadline:
-            time.sleep(quiet_s)
-            now = running()
-            if now <= before:  # nothing landed a page since the last look
-                return
-            before = now
+    try:
+        with psycopg.connect(settings.postgres_conninfo, connect_timeout=5, autocommit=True) as conn:
+            while (live := live_runs(conn)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+    except psycopg.Error:
+        return  # Postgres is down: nothing lands
+    if live:
+        logging.getLogger(__name__).warning(
+            "ingest runs %s still land %.0fs after ingest was stopped (a `userstream ingest` of its own?)",
+            sorted(live),
+            timeout_s,
+        )

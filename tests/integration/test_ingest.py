@@ -10,6 +10,7 @@ import pytest
 
 from userstream.config import Settings
 from userstream.ingest import Backpressure, ingest
+from userstream.ingest.run import RUN_LOCK_CLASS, live_runs
 from userstream.runtime.stack import Stack
 from userstream.source import FaultConfig, ServerLimits, SourceClient, UserGenerator, serve_in_thread
 from userstream.store.postgres import apply_postgres_schema
@@ -163,3 +164,28 @@ def test_backpressure_slows_ingest_while_the_pipeline_is_behind(
     assert control.current == 1000.0 and drained.landed > 2 * behind.landed
     row = pg.execute("SELECT limited_by FROM staging.ingest_runs WHERE run_id = %s", (behind.run_id,)).fetchone()
     assert row == ("backpressure",)
+
+
+def test_a_run_counts_as_live_while_it_lands_and_not_after(
+    pg: psycopg.Connection[tuple[object, ...]], settings: Settings
+) -> None:
+    """stop_flow waits on live_runs: a run holds its lock for its whole life, and only then."""
+    import threading
+
+    seen: list[set[int]] = []
+    stop = threading.Event()
+    seed = f"ingest-live-{uuid.uuid4().hex[:8]}"
+
+    def on_progress(report: object) -> None:
+        seen.append(live_runs(pg))
+        stop.set()
+
+    with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=50) as client:
+        report = ingest(settings, duration_s=60, seed=seed, source=client, on_progress=on_progress, stop=stop)
+    assert seen and report.run_id in seen[0], "a landing run holds its lock"
+    assert report.run_id not in live_runs(pg), "an ended run lets go of it"
+    killed = psycopg.connect(settings.postgres_conninfo, autocommit=True)
+    killed.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK_CLASS, 2_000_000_001))
+    assert 2_000_000_001 in live_runs(pg)
+    killed.close()  # what a kill -9 of the task does to its session
+    assert 2_000_000_001 not in live_runs(pg), "a killed run's row may say running; its lock is gone"

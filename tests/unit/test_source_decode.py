@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -23,7 +23,7 @@ FETCHED = datetime(2026, 12, 2, tzinfo=UTC)
 
 # values a broken API might put anywhere: wrong types, empty, unusual but legal shapes
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=False), st.just(""), st.text(max_size=8),
+    st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(), st.just(""), st.text(max_size=8),
     st.just("1990-01-01T00:00:00"), st.just("1990-01-01T00:00:00Z"), st.just("1990-01-01 00:00:00+02:00"),
     st.just("1990-01-01T00:00:00.123456789Z"), st.just("1990-01-01"), st.just("12345678123456781234567812345678"),
     st.just("{12345678-1234-5678-1234-567812345678}"), st.just("AB"), st.just("ab"), st.just("ABC"),
@@ -63,13 +63,17 @@ def slow(raw: object) -> Any:
 
 @settings(max_examples=400, deadline=None)
 @given(st.sampled_from(USERS), st.sampled_from(ALL_PATHS), ODD_VALUES, st.booleans())
+@example(USERS[0], ("id", "value"), float("inf"), False)  # encoded as null, which both paths accept
 def test_fast_path_accepts_no_more_than_pydantic(
     user: dict[str, Any], path: tuple[str, ...], value: Any, delete: bool
 ) -> None:
-    raw = mutate(user, path, value, delete)
-    fast = decode_user_row(msgspec.Raw(msgspec.json.encode(raw)), FETCHED)
+    # both paths see the same JSON text (encoding turns a non-finite float into null, for one)
+    text = msgspec.json.encode(mutate(user, path, value, delete))
+    fast = decode_user_row(msgspec.Raw(text), FETCHED)
     if fast is not None:
-        assert fast == slow(raw), f"{'.'.join(path)} = {value!r}: the fast path accepted what pydantic did not"
+        assert fast == slow(msgspec.json.decode(text)), (
+            f"{'.'.join(path)} = {value!r}: the fast path accepted what pydantic did not"
+        )
 
 
 @pytest.mark.parametrize("path", ALL_PATHS, ids=".".join)
@@ -80,10 +84,12 @@ def test_every_field_against_every_odd_value(path: tuple[str, ...]) -> None:
            "male"]  # fmt: skip
     for value in odd:
         for delete in (False, True):
-            raw = mutate(USERS[0], path, value, delete)
-            fast = decode_user_row(msgspec.Raw(msgspec.json.encode(raw)), FETCHED)
+            text = msgspec.json.encode(mutate(USERS[0], path, value, delete))
+            fast = decode_user_row(msgspec.Raw(text), FETCHED)
             if fast is not None:
-                assert fast == slow(raw), f"{'.'.join(path)} = {value!r}: accepted by the fast path only"
+                assert fast == slow(msgspec.json.decode(text)), (
+                    f"{'.'.join(path)} = {value!r}: accepted by the fast path only"
+                )
 
 
 @pytest.mark.parametrize("user", USERS[:50])

@@ -25,6 +25,10 @@ from userstream.source import PageOutOfRange, PageResult, QuotaPacer, SourceClie
 
 log = logging.getLogger(__name__)
 
+# class of the advisory lock a run holds on its connection while it lands (key 2: the run id): Postgres drops
+# it when the run's session ends, so a killed task never looks alive (see live_runs)
+RUN_LOCK_CLASS = 0x55535452
+
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
@@ -229,6 +233,7 @@ def ingest(
             (seed, at[1], at[0]),
         ).fetchone()
         assert row is not None
+        conn.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK_CLASS, int(row[0])))
         report = IngestReport(run_id=int(row[0]), seed=seed, first_page=at[1], first_generation=at[0], generation=at[0])
 
         def budget_left() -> bool:
@@ -349,6 +354,16 @@ def _save(conn: Conn, report: IngestReport, final: bool = False) -> None:
     )
 
 
+def live_runs(conn: Conn) -> set[int]:
+    """Ids of the ingest runs whose process is still connected and landing (each holds its advisory lock)."""
+    rows = conn.execute(
+        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+        "AND classid = %s::int::oid AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (RUN_LOCK_CLASS,),
+    )
+    return {int(r[0]) for r in rows.fetchall()}
+
+
 def ingest_window(settings: Settings, stop: threading.Event | None = None) -> IngestReport:
     """One run of the users_ingest DAG: ``USERSTREAM_INGEST_WINDOW_S`` seconds at up to
     ``USERSTREAM_INGEST_RATE``, under backpressure unless ``USERSTREAM_INGEST_MAX_LAG_S`` is 0. It starts at
@@ -380,4 +395,4 @@ def _previous_backpressured_rate(settings: Settings) -> float | None:
     return max(1.0, min(settings.ingest_rate, float(row[1])))
 
 
-__all__ = ["IngestReport", "PageSource", "RateLimiter", "generation_seed", "ingest", "ingest_window"]
+__all__ = ["IngestReport", "PageSource", "RateLimiter", "generation_seed", "ingest", "ingest_window", "live_runs"]

@@ -173,11 +173,11 @@ class AirflowService(Service):
             time.sleep(2)
 
     def end_running_runs(self, dag_id: str, note: str) -> int:
-        """Mark the DAG's running runs successful, which makes Airflow terminate their running tasks (a paused
-        DAG still lets a running task finish its whole window). Returns how many runs were ended."""
+        """Mark the DAG's running and queued runs successful, which makes Airflow terminate their running tasks (a
+        paused DAG still lets a running task finish its whole window). Returns how many runs were ended."""
         api = f"{self.settings.airflow_endpoint}/api/v2/dags/{dag_id}/dagRuns"
         headers = {"Authorization": f"Bearer {self.token()}"}
-        resp = httpx.get(api, params={"state": "running"}, headers=headers, timeout=10)
+        resp = httpx.get(api, params={"state": ["running", "queued"]}, headers=headers, timeout=10)
         if resp.status_code == 404:  # the DAG is not parsed yet: nothing runs
             return 0
         if resp.status_code != 200:
