@@ -452,6 +452,9 @@ def chaos(
     warmup: Annotated[
         float, typer.Option(help="seconds without faults to check the rate is sustained (0: no check)")
     ] = 60.0,
+    settle: Annotated[
+        float, typer.Option(help="a soak judges memory growth from this many seconds in (heaps and caches warm)")
+    ] = 900.0,
 ) -> None:
     """Run the pipeline (`up --demo`, source at 10 % faults) at a steady rate, kill or freeze its servers one
     after another, and report how long each took to heal on its own; then drain and audit. Exit 1 if a target
@@ -463,7 +466,7 @@ def chaos(
 
     options = ChaosOptions(
         rate=rate, repeat=repeat, pause_s=pause, faults=parse_faults(faults), warmup_s=warmup, soak_s=soak,
-        json_path=Path(json_out), png_path=Path(png),
+        memory_settle_s=settle, json_path=Path(json_out), png_path=Path(png),
     )  # fmt: skip
     result = run_chaos(get_settings(), options, ConsoleReporter())
     Console().print(render_table(result))
@@ -472,9 +475,12 @@ def chaos(
         Console().print(f"audit: {a.landed} landed, {a.stored} in Cassandra, {a.dlq} in the DLQ; "
                         f"missing {a.missing}, duplicated {a.duplicated}")  # fmt: skip
     if result.resources is not None and soak:
+        settled = result.resources.get("settled_after_s")
         for name, r in result.resources["rss"].items():
             Console().print(f"  RSS {name:<20} {r['start_bytes'] or 0:>12,} -> {r['end_bytes'] or 0:>12,} B "
-                            f"({r['growth_pct']}%)")  # fmt: skip
+                            f"({r['growth_pct']}%); anonymous from {settled}s {r.get('anon_settled_bytes') or 0:>12,}"
+                            f" -> {r.get('anon_end_bytes') or 0:>12,} B ({r.get('anon_growth_pct')}%, "
+                            f"{r.get('anon_slope_pct_per_h')}%/h over the second half)")  # fmt: skip
         for label, d in result.resources["disk"].items():
             Console().print(f"  disk {label:<19} {d['start_bytes'] or 0:>12,} -> {d['end_bytes'] or 0:>12,} B")
     for note in result.notes:

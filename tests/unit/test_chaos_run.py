@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ import userstream.chaos.run as chaos_run
 from userstream.chaos.demo import demo_env
 from userstream.chaos.faults import ChaosError, Fault, Injection
 from userstream.chaos.report import AuditFigures, ChaosResult, FaultRun, figures
-from userstream.chaos.resources import ResourceSnapshot, dir_bytes, growth
+from userstream.chaos.resources import ResourceSnapshot, dir_bytes, growth, memory_misses, soak_growth, tree_memory
 from userstream.chaos.run import ChaosOptions, _lower_rate
 from userstream.chaos.timeline import Sample, WarmupCheck
 from userstream.cli import app
@@ -66,6 +67,32 @@ def test_soak_growth_of_memory_and_dirs(tmp_path: Path) -> None:
     assert g["rss"]["kafka"] == {"start_bytes": 1000, "end_bytes": 1500, "growth_pct": 50.0}
     assert g["rss"]["stream"]["growth_pct"] is None and g["rss"]["cassandra"]["start_bytes"] is None
     assert g["disk"]["logs"]["growth_bytes"] == 250 and g["disk"]["kafka"]["growth_bytes"] is None
+
+
+def test_a_soak_judges_anonymous_memory_from_the_settled_sample() -> None:
+    def at(t: float, leaky: int, warming: int) -> ResourceSnapshot:
+        mem = {"leaky": leaky, "warming": warming}
+        return ResourceSnapshot(t, {k: v * 2 for k, v in mem.items()}, {}, anon=mem)
+
+    # "warming" doubles in the first 10 minutes, then stays; "leaky" climbs 1 % a minute throughout
+    samples = [at(60.0 * m, 1000 + 10 * m, 1000 + 100 * min(m, 10)) for m in range(61)]
+    g = soak_growth(samples, settle_s=900.0)
+    assert g["settled_after_s"] == 900.0 and g["samples"] == 61
+    assert g["rss"]["warming"]["growth_pct"] == 100.0, "the raw RSS figure is still reported"
+    assert g["rss"]["warming"]["anon_growth_pct"] == 0.0 and g["rss"]["warming"]["anon_slope_pct_per_h"] == 0.0
+    assert g["rss"]["leaky"]["anon_growth_pct"] == 39.1  # 1150 -> 1600
+    assert g["rss"]["leaky"]["anon_slope_pct_per_h"] == pytest.approx(
+        600 / 1490 * 100, abs=0.1
+    )  # mean of minutes 38-60
+    assert [m.split()[1] for m in memory_misses(g)] == ["leaky"]
+
+
+def test_tree_memory_reads_this_process() -> None:
+    memory = tree_memory(os.getpid())
+    assert memory is not None
+    rss, anon = memory
+    assert 0 < anon <= rss + 1 << 30  # anonymous is part of RSS (plus swap)
+    assert tree_memory(2**22 + 12345) is None
 
 
 def _result(recovered: bool) -> ChaosResult:

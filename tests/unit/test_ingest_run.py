@@ -74,6 +74,8 @@ class FakeDB:
             seed, first_page, generation = params
             self.runs[run_id] = {"seed": seed, "first_page": first_page, "generation": generation, "last_page": None}
             return _Result((run_id,))
+        if sql.startswith("SELECT pg_advisory_lock"):  # held while the run lands (real Postgres: integration)
+            return _Result(None)
         if sql.startswith("UPDATE staging.ingest_runs"):
             keys = ("last_page", "generation", "requested", "landed", "duplicates", "rejected", "status", "limited_by")
             self.runs[params[-1]].update(dict(zip(keys, params[: len(keys)], strict=True)))

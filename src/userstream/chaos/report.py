@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from rich.table import Table
 
+from userstream.chaos.resources import memory_misses
 from userstream.chaos.timeline import Sample, WarmupCheck, rates
 from userstream.monitor.audit import AuditReport
 
@@ -144,7 +145,9 @@ class ChaosResult:
     @property
     def misses(self) -> list[str]:
         aborted = [f"aborted: {self.aborted}"] if self.aborted else []
-        return aborted + check_targets(self.figures, self.audit, self.audit_error)
+        # memory is judged on a soak without faults: a killed program starts again from nothing
+        memory = memory_misses(self.resources) if self.resources and not self.runs else []
+        return aborted + check_targets(self.figures, self.audit, self.audit_error) + memory
 
     @property
     def ok(self) -> bool:

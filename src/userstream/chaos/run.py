@@ -14,7 +14,7 @@ from pathlib import Path
 from userstream.chaos.demo import DemoProcess, demo_env, running_with_other_env
 from userstream.chaos.faults import FAULTS, ChaosError, Fault, Injection, Kind, inject, is_back, repair, resume
 from userstream.chaos.report import AuditFigures, ChaosResult, FaultRun, figures, write_png
-from userstream.chaos.resources import growth, snapshot
+from userstream.chaos.resources import snapshot, soak_growth
 from userstream.chaos.timeline import PipelineProbe, Sampler, UserRow, WarmupCheck, caught_up, warmup_verdict
 from userstream.config import Settings
 from userstream.monitor.audit import wait_until_drained
@@ -32,6 +32,8 @@ class ChaosOptions:
     faults: tuple[Fault, ...] = FAULTS
     warmup_s: float = 60.0  # at the rate without faults, to check the machine sustains it (0: no check)
     soak_s: float = 0.0  # after the faults, keep running until this long after the warm-up
+    memory_settle_s: float = 900.0  # a soak's memory is judged from this long after its start (heaps and caches warm)
+    sample_every_s: float = 60.0  # a soak's memory and disk samples
     source_fault_rate: float = 0.1  # FaultConfig.mixed of the bundled source
     latency_bound_s: float = 10.0  # "caught up": users stored within this
     recover_timeout_s: float = 300.0  # per fault: healthy and flowing again within this, else repaired
@@ -64,13 +66,16 @@ def run_chaos(settings: Settings, options: ChaosOptions, reporter: Reporter | No
         try:
             try:
                 _start(settings, options, demo, sampler, result, reporter)
-                before = snapshot(settings)
+                samples = [snapshot(settings)]
                 measure_from = time.monotonic()
                 _faults(settings, options, demo, sampler, result, reporter, ends_at)
                 while (left := measure_from + options.soak_s - time.monotonic()) > 0:
                     demo.check()
                     time.sleep(min(left, 10.0))
-                result.resources = growth(before, snapshot(settings))
+                    if time.time() - samples[-1].t >= options.sample_every_s:
+                        samples.append(snapshot(settings))
+                samples.append(snapshot(settings))
+                result.resources = soak_growth(samples, options.memory_settle_s if options.soak_s else 0.0)
             except ChaosError as exc:
                 result.aborted = str(exc)
                 reporter.step(f"aborted: {exc}")
