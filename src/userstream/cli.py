@@ -17,6 +17,8 @@ from userstream.config import get_settings
 from userstream.demo import EarlyBootstrap, detach_broken_output, run_demo
 from userstream.errors import UserstreamError
 from userstream.runtime.health import health_report
+from userstream.runtime.secrets import ROTATABLE, secrets_overview
+from userstream.runtime.secrets import rotate as rotate_secrets
 
 if TYPE_CHECKING:
     from userstream.runtime.stack import Stack
@@ -117,6 +119,32 @@ def down(services: ServicesArg = None) -> None:
     """Stop the services gracefully; all data is kept."""
     _stack(services).down(ConsoleReporter())
     console.print("stopped")
+
+
+secrets_app = typer.Typer(help="Secrets generated per install: logins, files, rotation.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("show")
+def secrets_show() -> None:
+    """Print the logins a person needs (Airflow, the dashboard URL with its token) and where each secret lives."""
+    logins, infos = secrets_overview(get_settings())
+    for label, value in logins.items():
+        Console().print(f"{label:<11} {value}", soft_wrap=True, highlight=False)
+    table = Table("secret", "file (0600)", "source", title="secrets")
+    for info in infos:
+        table.add_row(info.name, info.path, "USERSTREAM_" + info.name.upper() if info.overridden else "generated")
+    Console().print(table)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    service: Annotated[str | None, typer.Argument(help=f"one of {', '.join(ROTATABLE)} (default: all)")] = None,
+) -> None:
+    """New random secrets for SERVICE (default: all), applied: Postgres' role altered, the programs that read
+    them at start restarted, the CDC connector updated."""
+    rotated = rotate_secrets(get_settings(), service, ConsoleReporter())
+    console.print(f"rotated: {', '.join(rotated)}")
 
 
 @app.command()

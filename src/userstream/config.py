@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from userstream.errors import ConfigError
+from userstream.secret_store import SecretName, SecretStore
 
 
 class Settings(BaseSettings):
@@ -44,7 +45,9 @@ class Settings(BaseSettings):
     postgres_dsn: str | None = None
     postgres_port: int = 5432
     postgres_user: str = "userstream"
-    postgres_password: str = "userstream"
+    postgres_password: str | None = Field(
+        None, description="the pipeline role's password (default: generated per install, `userstream secrets show`)"
+    )
     postgres_db: str = "userstream"
 
     # --- Kafka ---------------------------------------------------------------------------
@@ -114,7 +117,9 @@ class Settings(BaseSettings):
     airflow_url: str | None = None
     airflow_port: int = 8080
     airflow_parallelism: int = Field(4, ge=1, le=4)
-    airflow_admin_password: str = "admin"
+    airflow_admin_password: str | None = Field(
+        None, description="the Airflow UI's admin password (default: generated per install)"
+    )
 
     # --- ingest --------------------------------------------------------------------------
     ingest_rate: float = Field(1000.0, gt=0, description="records per second")
@@ -159,6 +164,15 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         return self.root / "run"
 
+    @property
+    def secret_store(self) -> SecretStore:
+        return SecretStore(self.root / "secrets")
+
+    def secret(self, name: SecretName) -> str:
+        """The secret ``name``: its USERSTREAM_* override when set, else the one generated for this install."""
+        override = getattr(self, name, None)
+        return str(override) if override else self.secret_store.get(name)
+
     # --- derived endpoints ----------------------------------------------------------------
     @property
     def postgres_conninfo(self) -> str:
@@ -166,7 +180,7 @@ class Settings(BaseSettings):
             return self.postgres_dsn
         return (
             f"host={self.bind_host} port={self.postgres_port} dbname={self.postgres_db} "
-            f"user={self.postgres_user} password={self.postgres_password}"
+            f"user={self.postgres_user} password={self.secret('postgres_password')}"
         )
 
     @property

@@ -28,7 +28,7 @@ def _debezium_config(settings: Settings, tag: str) -> dict[str, str]:
         "database.hostname": settings.bind_host,
         "database.port": str(settings.postgres_port),
         "database.user": settings.postgres_user,
-        "database.password": settings.postgres_password,
+        "database.password": settings.secret("postgres_password"),
         "database.dbname": settings.postgres_db,
         "topic.prefix": tag,
         "plugin.name": "pgoutput",

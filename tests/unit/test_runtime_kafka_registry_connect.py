@@ -94,7 +94,7 @@ def test_registry_storage_is_our_postgres(settings: Settings) -> None:
     assert env["APICURIO_DATASOURCE_URL"] == "jdbc:postgresql://127.0.0.1:15432/registry"
     # credentials travel by environment, not on the command line
     (program,) = service.programs()
-    assert not any(settings.postgres_password in arg for arg in program.command)
+    assert not any(settings.secret("postgres_password") in arg for arg in program.command)
 
 
 def test_registry_jdbc_from_an_external_dsn(tmp_path: Path) -> None:

@@ -19,6 +19,14 @@ SLOT_NAME = "userstream_users"
 COMMIT_TS_FIELD = "__source_ts_ms"
 
 
+def _database_password(settings: Settings, pg: dict[str, Any]) -> str:
+    """A reference the worker resolves from the secrets dir (our own worker and password), else the value."""
+    if settings.postgres_dsn or settings.postgres_password or settings.connect_url:
+        return str(pg.get("password") or settings.secret("postgres_password"))
+    settings.secret("postgres_password")  # exists before the worker reads it
+    return "${dir:" + str(settings.secret_store.directory) + ":postgres_password}"
+
+
 def connector_config(settings: Settings) -> dict[str, str]:
     pg = conninfo_to_dict(settings.postgres_conninfo)
     return {
@@ -28,7 +36,7 @@ def connector_config(settings: Settings) -> dict[str, str]:
         "database.hostname": str(pg.get("host") or settings.bind_host),
         "database.port": str(pg.get("port") or settings.postgres_port),
         "database.user": str(pg.get("user") or settings.postgres_user),
-        "database.password": str(pg.get("password") or settings.postgres_password),
+        "database.password": _database_password(settings, pg),
         "database.dbname": str(pg.get("dbname") or settings.postgres_db),
         "topic.prefix": "userstream",
         "table.include.list": "staging.users",
@@ -114,6 +122,16 @@ def connector_status(settings: Settings) -> dict[str, Any]:
         resp.raise_for_status()
         status: dict[str, Any] = resp.json()
         return status
+
+
+def restart_connector(settings: Settings, wait_s: float = 60.0) -> None:
+    """Restart the connector and its task (they read their secrets again), and wait until they run."""
+    with _connect(settings) as http:
+        resp = http.post(f"/connectors/{CONNECTOR_NAME}/restart", params={"includeTasks": "true"})
+        if resp.status_code >= 400 and resp.status_code != 404:
+            raise ServiceError(f"Kafka Connect refused to restart the connector: HTTP {resp.status_code}",
+                               fix="check `userstream logs connect`")  # fmt: skip
+        _wait_running(http, wait_s)
 
 
 def restart_failed(settings: Settings) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -42,15 +41,6 @@ class AirflowService(Service):
     def home(self) -> Path:
         return self.data_path
 
-    def _secret(self, name: str) -> str:
-        """A random secret generated once and kept under the data dir (all components must agree)."""
-        path = self.settings.root / "secrets" / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.parent.chmod(0o700)
-            path.write_text(secrets.token_urlsafe(32))
-        return path.read_text().strip()
-
     def _metadata_url(self) -> str:
         s = self.settings
         if s.postgres_dsn:
@@ -58,7 +48,7 @@ class AirflowService(Service):
                 "a local Airflow needs a local Postgres for its metadata DB",
                 fix="also set USERSTREAM_AIRFLOW_URL to use an external Airflow, or unset USERSTREAM_POSTGRES_DSN",
             )
-        return f"postgresql+psycopg://{s.postgres_user}:{s.postgres_password}@{s.bind_host}:{s.postgres_port}/airflow"
+        return f"postgresql+psycopg://{s.postgres_user}:{s.secret('postgres_password')}@{s.bind_host}:{s.postgres_port}/airflow"
 
     def environment(self) -> dict[str, str]:
         """Airflow config by environment, plus the USERSTREAM_* settings so DAG tasks see the same Settings."""
@@ -84,8 +74,8 @@ class AirflowService(Service):
             "AIRFLOW__API__PORT": str(s.airflow_port),
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__BASE_URL": api,
-            "AIRFLOW__API__SECRET_KEY": self._secret("airflow_api_secret_key"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("airflow_jwt_secret"),
+            "AIRFLOW__API__SECRET_KEY": s.secret("airflow_api_secret_key"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": s.secret("airflow_jwt_secret"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             # a scheduler killed mid-run: its task's missed heartbeats fail it (then retried) within a minute,
@@ -102,9 +92,12 @@ class AirflowService(Service):
     def _write_passwords(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         path = self.home / "passwords.json"
-        wanted = {ADMIN_USER: self.settings.airflow_admin_password}
+        wanted = {ADMIN_USER: self.settings.secret("airflow_admin_password")}
         if not path.exists() or json.loads(path.read_text() or "{}") != wanted:
-            path.write_text(json.dumps(wanted))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(wanted))
+        path.chmod(0o600)
 
     def prepare(self) -> None:
         self._write_passwords()
@@ -146,7 +139,7 @@ class AirflowService(Service):
         """A JWT for the REST API (SimpleAuthManager's /auth/token)."""
         resp = httpx.post(
             f"{self.settings.airflow_endpoint}/auth/token",
-            json={"username": ADMIN_USER, "password": self.settings.airflow_admin_password},
+            json={"username": ADMIN_USER, "password": self.settings.secret("airflow_admin_password")},
             timeout=10,
         )
         resp.raise_for_status()

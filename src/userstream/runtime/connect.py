@@ -140,6 +140,11 @@ class ConnectService(Service):
             "plugin.discovery": "service_load",
             # the broker does not auto-create topics: let connectors declare theirs (topic.creation.*)
             "topic.creation.enable": True,
+            # connector configs name secrets (${dir:<secrets dir>:<name>}) instead of holding them, so the
+            # REST API and the _connect-configs topic never carry a password; the value is read at task start
+            "config.providers": "dir",
+            "config.providers.dir.class": "org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+            "config.providers.dir.param.allowed.paths": str(s.secret_store.directory),
         }
 
     def prepare(self) -> None:

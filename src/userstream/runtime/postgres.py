@@ -10,10 +10,12 @@ import subprocess
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
-from userstream.errors import InstallError, ServiceError
+from userstream.errors import ConfigError, InstallError, ServiceError
 from userstream.runtime.base import Health, Reporter, Service
 from userstream.runtime.process import Program
+from userstream.secret_store import LEGACY_POSTGRES_PASSWORD, new_secret
 
 # Databases the stack needs besides the pipeline's own: Airflow's metadata, the registry's storage.
 EXTRA_DATABASES = ("airflow", "registry")
@@ -95,11 +97,18 @@ class PostgresService(Service):
         # every start, not only at initdb: a fresh clone under a 0700 temp dir must be reachable too
         self._make_traversable(data.parent)
         if (data / "PG_VERSION").exists():
+            store = self.settings.secret_store
+            if self.settings.postgres_password is None and not store.exists("postgres_password"):
+                # a cluster made before passwords were generated: its role still has the old constant, which
+                # is rotated to a generated one once the server is up (after_start)
+                store.put("postgres_password", LEGACY_POSTGRES_PASSWORD)
             return
         data.mkdir(parents=True, exist_ok=True)
         pwfile = self.settings.run_dir / "pg.pw"
         pwfile.parent.mkdir(parents=True, exist_ok=True)
-        pwfile.write_text(self.settings.postgres_password + "\n")
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.settings.secret("postgres_password") + "\n")
         if self.os_user:
             pw = pwd.getpwnam(self.os_user)
             os.chown(data, pw.pw_uid, pw.pw_gid)
@@ -167,6 +176,11 @@ class PostgresService(Service):
     def after_start(self) -> None:
         if self.external:
             return
+        if (
+            self.settings.postgres_password is None
+            and self.settings.secret("postgres_password") == LEGACY_POSTGRES_PASSWORD
+        ):
+            self.rotate_password()
         with self._connect("postgres") as conn:
             existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
             for db in (self.settings.postgres_db, *EXTRA_DATABASES):
@@ -175,6 +189,21 @@ class PostgresService(Service):
                 # a client killed mid-transaction whose forked children keep its socket open (Airflow's
                 # scheduler under kill -9) would hold its row locks forever: such a session ends after a minute
                 conn.execute(f"ALTER DATABASE \"{db}\" SET idle_in_transaction_session_timeout = '60s'")
+
+    def rotate_password(self) -> None:
+        """A new generated password for the pipeline's role: set on the server, then stored. Only its SCRAM
+        verifier is sent (a statement that fails is logged by the server, with what it contains)."""
+        if self.settings.postgres_password is not None:
+            raise ConfigError(
+                "the Postgres password is set by USERSTREAM_POSTGRES_PASSWORD, so it is not rotated here",
+                fix="change the role's password yourself and the variable with it, or unset the variable",
+            )
+        new = new_secret()
+        with self._connect("postgres") as conn:
+            user = self.settings.postgres_user
+            verifier = conn.pgconn.encrypt_password(new.encode(), user.encode(), b"scram-sha-256").decode()
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier)))
+        self.settings.secret_store.put("postgres_password", new)
 
     def urls(self) -> dict[str, str]:
         s = self.settings

@@ -35,7 +35,7 @@ def registry_jdbc(settings: Settings) -> tuple[str, str, str]:
     host = str(params.get("host") or settings.bind_host)
     port = str(params.get("port") or settings.postgres_port)
     user = str(params.get("user") or settings.postgres_user)
-    password = str(params.get("password") or settings.postgres_password)
+    password = str(params.get("password") or settings.secret("postgres_password"))
     return f"jdbc:postgresql://{host}:{port}/{REGISTRY_DATABASE}", user, password
 
 

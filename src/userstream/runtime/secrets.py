@@ -1,0 +1,117 @@
+"""`userstream secrets show|rotate`: what a person needs to log in, and new secrets applied to the services.
+
+Each rotatable service names the secrets it owns; rotating sets the new value where the server keeps it
+(Postgres' role), stores it, and restarts the programs that read it at start. Long-lived clients (the
+dashboard, the watchdog, DAG tasks) read the store for each new connection, so they follow on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from userstream.cdc import ensure_connector
+from userstream.cdc.connector import restart_connector
+from userstream.config import Settings
+from userstream.errors import ConfigError
+from userstream.monitor.auth import dashboard_url
+from userstream.monitor.service import DashboardService
+from userstream.runtime.airflow import ADMIN_USER, AirflowService
+from userstream.runtime.base import Reporter, Service, SilentReporter
+from userstream.runtime.connect import ConnectService
+from userstream.runtime.postgres import PostgresService
+from userstream.runtime.process import ProcessManager
+from userstream.runtime.registry import RegistryService
+from userstream.secret_store import SECRET_NAMES, SecretName
+
+ROTATABLE: dict[str, tuple[SecretName, ...]] = {
+    "postgres": ("postgres_password",),
+    "airflow": ("airflow_admin_password", "airflow_api_secret_key", "airflow_jwt_secret"),
+    "dashboard": ("dashboard_token",),
+}
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    name: SecretName
+    path: str
+    overridden: bool  # set by its USERSTREAM_* variable: not read from the store
+
+
+def secrets_overview(settings: Settings) -> tuple[dict[str, str], list[SecretInfo]]:
+    """(logins a person needs, every secret's file), generating what is missing."""
+    for name in SECRET_NAMES:
+        settings.secret(name)
+    postgres = PostgresService(settings)
+    airflow_password = settings.secret("airflow_admin_password")
+    logins = {
+        "Airflow UI": f"{settings.airflow_endpoint}  user {ADMIN_USER}  password {airflow_password}",
+        "dashboard": dashboard_url(settings),
+        "postgres": "external (USERSTREAM_POSTGRES_DSN)"
+        if postgres.external
+        else f"{postgres.urls()['postgres']}  (password: the postgres_password file)",
+    }
+    store = settings.secret_store
+    infos = [SecretInfo(n, str(store.path(n)), bool(getattr(settings, n, None))) for n in SECRET_NAMES]
+    return logins, infos
+
+
+def rotate(settings: Settings, service: str | None = None, reporter: Reporter | None = None) -> list[str]:
+    """Rotate the secrets of ``service`` (default: every rotatable one); returns the secrets rotated."""
+    reporter = reporter or SilentReporter()
+    chosen = [service] if service else list(ROTATABLE)
+    unknown = [s for s in chosen if s not in ROTATABLE]
+    if unknown:
+        raise ConfigError(f"no secrets to rotate for {', '.join(unknown)}", fix=f"choose from {', '.join(ROTATABLE)}")
+    overridden = [n for s in chosen for n in ROTATABLE[s] if getattr(settings, n, None)]
+    if overridden:
+        raise ConfigError(
+            f"{', '.join(overridden)} set by USERSTREAM_{overridden[0].upper()} (and the like): not rotated here",
+            fix="change those where they are set, or unset them to use generated ones",
+        )
+    processes = ProcessManager(settings)
+    rotated: list[str] = []
+    for name in chosen:
+        if name == "postgres":
+            _rotate_postgres(settings, processes, reporter)
+        else:
+            for secret in ROTATABLE[name]:
+                settings.secret_store.rotate(secret)
+            owner: Service = (
+                AirflowService(settings, processes) if name == "airflow" else DashboardService(settings, processes)
+            )
+            _restart_if_running(owner, reporter)
+        rotated += ROTATABLE[name]
+    return rotated
+
+
+def _rotate_postgres(settings: Settings, processes: ProcessManager, reporter: Reporter) -> None:
+    postgres = PostgresService(settings, processes)
+    if postgres.external:
+        raise ConfigError(
+            "Postgres is external (USERSTREAM_POSTGRES_DSN): its passwords are not ours to rotate",
+            fix="rotate them on that server and update the DSN",
+        )
+    if not postgres.health().healthy:
+        raise ConfigError("Postgres is not running: the role's password is changed on the server",
+                          fix="`userstream up postgres`, then rotate again")  # fmt: skip
+    reporter.step("postgres: new password for the pipeline role")
+    postgres.rotate_password()
+    # these took the password at start (in their environment); the connector keeps it in its config
+    for dependent in (RegistryService(settings, processes), AirflowService(settings, processes)):
+        _restart_if_running(dependent, reporter)
+    connect = ConnectService(settings, processes)
+    if connect.health().healthy:
+        reporter.step("connect: the CDC connector restarted with the new database password")
+        if ensure_connector(settings) == "unchanged":  # it names the secret's file: a restart reads it again
+            restart_connector(settings)
+
+
+def _restart_if_running(service: Service, reporter: Reporter) -> None:
+    if service.external or not service.running():
+        return
+    reporter.step(f"{service.name}: restarting with its new secrets")
+    service.stop()
+    service.start(reporter)
+
+
+__all__ = ["ROTATABLE", "SecretInfo", "rotate", "secrets_overview"]

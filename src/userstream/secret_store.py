@@ -1,0 +1,86 @@
+"""Secrets generated per install: one file each under ``<data dir>/secrets`` (dir 0700, files 0600).
+
+A secret is created on first use, kept after, and replaced by :meth:`SecretStore.rotate`. Every component
+reads it from here (or from its ``USERSTREAM_*`` override, see ``Settings.secret``), so none is a constant,
+and none is passed on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+SecretName = Literal[
+    "postgres_password",
+    "airflow_admin_password",
+    "airflow_api_secret_key",
+    "airflow_jwt_secret",
+    "dashboard_token",
+]
+SECRET_NAMES: tuple[SecretName, ...] = get_args(SecretName)
+
+# the password of installs made before secrets were generated: found on an existing cluster, it is rotated
+LEGACY_POSTGRES_PASSWORD = "userstream"
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class SecretStore:
+    directory: Path
+
+    def path(self, name: SecretName) -> Path:
+        return self.directory / name
+
+    def _ensure_dir(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
+
+    def exists(self, name: SecretName) -> bool:
+        return self.path(name).exists()
+
+    def get(self, name: SecretName) -> str:
+        """The secret, generated on first use (exactly one writer wins when processes race)."""
+        path = self.path(name)
+        try:
+            value = path.read_text().strip()
+        except FileNotFoundError:
+            value = ""
+        if value:
+            return value
+        self._ensure_dir()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            value = path.read_text().strip()
+            if value:
+                return value
+            path.unlink(missing_ok=True)  # an empty file: a writer was interrupted
+            return self.get(name)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_secret())  # no newline: Connect's DirectoryConfigProvider reads the file as it is
+        return path.read_text().strip()
+
+    def put(self, name: SecretName, value: str) -> None:
+        """Write ``value`` atomically (readers see the old or the new one, never a part)."""
+        self._ensure_dir()
+        tmp = self.path(name).with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        os.replace(tmp, self.path(name))
+
+    def rotate(self, name: SecretName) -> tuple[str, str]:
+        """(old, new): a new random value replaces the old one; the caller applies it to the service."""
+        old = self.get(name)
+        new = new_secret()
+        self.put(name, new)
+        return old, new
+
+
+__all__ = ["LEGACY_POSTGRES_PASSWORD", "SECRET_NAMES", "SecretName", "SecretStore", "new_secret"]

@@ -1,0 +1,117 @@
+"""Secrets generated per install: created once with private modes, overridable, rotated, never constants."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from userstream.cdc.connector import connector_config
+from userstream.config import Settings
+from userstream.errors import ConfigError
+from userstream.runtime.airflow import AirflowService
+from userstream.runtime.connect import ConnectService
+from userstream.runtime.secrets import rotate, secrets_overview
+from userstream.secret_store import SECRET_NAMES, SecretStore
+
+
+def test_a_secret_is_generated_once_private_and_strong(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path / "secrets")
+    first = store.get("postgres_password")
+    assert len(first) >= 40 and first == store.get("postgres_password")
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.path("postgres_password").stat().st_mode) == 0o600
+    assert store.path("postgres_password").read_text() == first, "no newline: Connect reads the file as it is"
+    other = SecretStore(tmp_path / "elsewhere").get("postgres_password")
+    assert other != first, "each install has its own"
+
+
+def test_racing_processes_agree_on_one_value(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path / "secrets")
+    seen: list[str] = []
+    threads = [threading.Thread(target=lambda: seen.append(store.get("dashboard_token"))) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 1 and len(seen) == 16
+
+
+def test_an_empty_file_left_by_an_interrupted_write_is_replaced(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path / "secrets")
+    store.directory.mkdir()
+    store.path("airflow_jwt_secret").write_text("")
+    assert len(store.get("airflow_jwt_secret")) >= 40
+
+
+def test_rotate_replaces_the_value(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path / "secrets")
+    old = store.get("dashboard_token")
+    was, new = store.rotate("dashboard_token")
+    assert was == old and new != old and store.get("dashboard_token") == new
+    assert not list(store.directory.glob("*.tmp")), "written atomically, nothing left behind"
+
+
+def test_settings_take_the_override_else_the_generated_secret(tmp_path: Path) -> None:
+    generated = Settings(data_dir=tmp_path)
+    password = generated.secret("postgres_password")
+    assert password not in ("userstream", "admin") and f"password={password}" in generated.postgres_conninfo
+    pinned = Settings(data_dir=tmp_path, postgres_password="from-env", airflow_admin_password="a")
+    assert pinned.secret("postgres_password") == "from-env" and pinned.secret("airflow_admin_password") == "a"
+    assert Settings(data_dir=tmp_path).secret("airflow_admin_password") != "admin"
+
+
+def test_no_secret_is_a_constant_default() -> None:
+    for name in SECRET_NAMES:
+        field = Settings.model_fields.get(name)
+        assert field is None or field.default is None, f"{name} has a constant default"
+
+
+def test_the_connector_config_names_the_password_file_instead_of_holding_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    config = connector_config(settings)
+    password = settings.secret("postgres_password")
+    assert password not in str(config)
+    assert config["database.password"] == f"${{dir:{settings.secret_store.directory}:postgres_password}}"
+    worker = ConnectService(settings).worker_config()
+    assert worker["config.providers.dir.param.allowed.paths"] == str(settings.secret_store.directory)
+    # a password set by the user (or an external Connect, which cannot read our files) is passed as it is
+    assert connector_config(Settings(data_dir=tmp_path, postgres_password="mine"))["database.password"] == "mine"
+
+
+def test_airflow_gets_its_secrets_in_its_environment_and_a_private_passwords_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    airflow = AirflowService(settings)
+    env = airflow.environment()
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == settings.secret("airflow_jwt_secret")
+    assert settings.secret("postgres_password") in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    airflow._write_passwords()
+    passwords = airflow.home / "passwords.json"
+    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
+    assert settings.secret("airflow_admin_password") in passwords.read_text()
+    assert all(settings.secret("airflow_admin_password") not in a for p in airflow.programs() for a in p.command)
+
+
+def test_show_lists_every_secret_and_the_logins(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    logins, infos = secrets_overview(settings)
+    assert settings.secret("airflow_admin_password") in logins["Airflow UI"]
+    assert f"token={settings.secret('dashboard_token')}" in logins["dashboard"]
+    assert settings.secret("postgres_password") not in str(logins), "the Postgres password stays in its file"
+    assert [i.name for i in infos] == list(SECRET_NAMES) and not any(i.overridden for i in infos)
+
+
+def test_rotate_refuses_an_unknown_service_and_an_overridden_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="choose from"):
+        rotate(Settings(data_dir=tmp_path), "kafka")
+    with pytest.raises(ConfigError, match="USERSTREAM_DASHBOARD_TOKEN"):
+        rotate(Settings(data_dir=tmp_path, dashboard_token="pinned"), "dashboard")
+
+
+def test_rotating_a_stopped_service_changes_its_secret(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    before = settings.secret("dashboard_token")
+    assert rotate(settings, "dashboard") == ["dashboard_token"]
+    assert settings.secret("dashboard_token") != before
