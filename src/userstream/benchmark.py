@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import psycopg
 
@@ -35,6 +34,7 @@ from userstream.ingest.bench import source_server
 from userstream.ingest.run import page_size_for
 from userstream.kafkalog import with_logger
 from userstream.runtime.bench import cpu_seconds
+from userstream.runtime.connect import rest_client
 from userstream.runtime.process import ProcessManager
 from userstream.source import SourceClient
 from userstream.stream.control import ensure_job_running, job_health, stop_job
@@ -126,7 +126,8 @@ def _pct(values: list[float], q: float) -> float:
 
 def _connector_pause(settings: Settings, pause: bool) -> None:
     verb = "pause" if pause else "resume"
-    resp = httpx.put(f"{settings.connect_endpoint}/connectors/{CONNECTOR_NAME}/{verb}", timeout=30)
+    with rest_client(settings) as http:
+        resp = http.put(f"/connectors/{CONNECTOR_NAME}/{verb}")
     if resp.status_code >= 400:
         raise ServiceError(f"could not {verb} the CDC connector: HTTP {resp.status_code} {resp.text[:300]}")
 
@@ -147,7 +148,7 @@ class StoredUsers:
     def __init__(self, settings: Settings) -> None:
         from userstream.store.cassandra import connect
 
-        self.session = connect(settings)
+        self.session = connect(settings, "monitor")
         self.stmt = self.session.prepare(
             f"SELECT id, writetime(email) AS wt FROM {settings.cassandra_keyspace}.created_users WHERE id IN ?"
         )

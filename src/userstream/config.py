@@ -83,11 +83,18 @@ class Settings(BaseSettings):
     cassandra_cluster_name: str = "userstream"
     cassandra_keyspace: str = "spark_streams"
     cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    cassandra_username: str | None = Field(
+        None, description="an external cluster's login, used by every component (default: our generated roles)"
+    )
+    cassandra_password: str | None = None
 
     # --- Spark ---------------------------------------------------------------------------
     spark_master_url: str | None = None
     spark_master_port: int = 7077
     spark_master_ui_port: int = 8090
+    spark_auth_secret: str | None = Field(
+        None, description="spark.authenticate secret (default: generated per install; set it for an external master)"
+    )
     spark_worker_ui_port: int = 8091
     spark_worker_cores: int = Field(
         3, ge=1, description="task slots of the worker: one more than 2 CPUs, so a batch app runs beside the stream job"

@@ -19,6 +19,11 @@ SecretName = Literal[
     "airflow_api_secret_key",
     "airflow_jwt_secret",
     "dashboard_token",
+    "cassandra_admin_password",
+    "cassandra_stream_password",
+    "cassandra_monitor_password",
+    "spark_auth_secret",
+    "connect_rest_password",
 ]
 SECRET_NAMES: tuple[SecretName, ...] = get_args(SecretName)
 

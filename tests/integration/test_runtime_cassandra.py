@@ -13,6 +13,7 @@ from userstream.errors import PortInUseError
 from userstream.runtime.base import port_free
 from userstream.runtime.cassandra import CassandraService
 from userstream.runtime.stack import Stack
+from userstream.store.cassandra import auth_provider
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,9 @@ KEYSPACE = "rt_probe"
 
 @contextmanager
 def cql(settings: Settings) -> Iterator[Session]:
-    cluster = Cluster(settings.cassandra_hosts, port=settings.cassandra_port)
+    cluster = Cluster(
+        settings.cassandra_hosts, port=settings.cassandra_port, auth_provider=auth_provider(settings, "admin")
+    )
     try:
         session = cluster.connect()
         session.execute(

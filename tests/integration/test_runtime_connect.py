@@ -16,7 +16,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from userstream.config import Settings
-from userstream.runtime.connect import AVRO_CONVERTER, DEBEZIUM_POSTGRES_CONNECTOR, avro_converter_config
+from userstream.runtime.connect import AVRO_CONVERTER, DEBEZIUM_POSTGRES_CONNECTOR, avro_converter_config, rest_client
 from userstream.runtime.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -50,11 +50,11 @@ def test_connect_lists_debezium_and_the_avro_converter(
     require_services: Callable[..., Stack], settings: Settings
 ) -> None:
     require_services("connect")
-    base = settings.connect_endpoint
-    assert httpx.get(f"{base}/", timeout=5).json()["version"].startswith("4.1")
-    connectors = {p["class"] for p in httpx.get(f"{base}/connector-plugins", timeout=10).json()}
+    assert httpx.get(f"{settings.connect_endpoint}/connectors", timeout=5).status_code == 401, "no anonymous access"
+    assert rest_client(settings).get("/", timeout=5).json()["version"].startswith("4.1")
+    connectors = {p["class"] for p in rest_client(settings).get("/connector-plugins", timeout=10).json()}
     assert DEBEZIUM_POSTGRES_CONNECTOR in connectors
-    everything = httpx.get(f"{base}/connector-plugins", params={"connectorsOnly": "false"}, timeout=10).json()
+    everything = rest_client(settings).get("/connector-plugins", params={"connectorsOnly": "false"}, timeout=10).json()
     assert {"class": AVRO_CONVERTER, "type": "converter"}.items() <= next(
         p for p in everything if p["class"] == AVRO_CONVERTER
     ).items()
@@ -65,8 +65,8 @@ def test_connect_validates_a_debezium_config_that_names_the_converter(
 ) -> None:
     require_services("connect")
     config = _debezium_config(settings, "rtvalidate")
-    resp = httpx.put(
-        f"{settings.connect_endpoint}/connector-plugins/{DEBEZIUM_POSTGRES_CONNECTOR}/config/validate",
+    resp = rest_client(settings).put(
+        f"/connector-plugins/{DEBEZIUM_POSTGRES_CONNECTOR}/config/validate",
         json=config,
         timeout=60,
     )
@@ -76,11 +76,15 @@ def test_connect_validates_a_debezium_config_that_names_the_converter(
         assert by_name[key]["value"] == AVRO_CONVERTER
         assert by_name[key]["errors"] == [], by_name[key]
     # and with a class that does not exist, the same endpoint says so: the check above is real
-    bad = httpx.put(
-        f"{settings.connect_endpoint}/connector-plugins/{DEBEZIUM_POSTGRES_CONNECTOR}/config/validate",
-        json={**config, "value.converter": "no.such.Converter"},
-        timeout=60,
-    ).json()
+    bad = (
+        rest_client(settings)
+        .put(
+            f"/connector-plugins/{DEBEZIUM_POSTGRES_CONNECTOR}/config/validate",
+            json={**config, "value.converter": "no.such.Converter"},
+            timeout=60,
+        )
+        .json()
+    )
     bad_by_name = {c["value"]["name"]: c["value"] for c in bad["configs"]}
     assert bad_by_name["value.converter"]["errors"]
 
@@ -93,7 +97,7 @@ def _cdc_table(settings: Settings, tag: str) -> Iterator[None]:
     try:
         yield
     finally:
-        httpx.delete(f"{settings.connect_endpoint}/connectors/{tag}", timeout=30)
+        rest_client(settings).delete(f"/connectors/{tag}", timeout=30)
         with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:  # the slot stays active until the task has stopped
@@ -116,15 +120,13 @@ def test_debezium_writes_confluent_framed_avro_through_our_registry(
     tag = f"rtcdc{uuid.uuid4().hex[:8]}"
     topic = f"{tag}.public.{tag}"
     with _cdc_table(settings, tag):
-        resp = httpx.put(
-            f"{settings.connect_endpoint}/connectors/{tag}/config", json=_debezium_config(settings, tag), timeout=60
-        )
+        resp = rest_client(settings).put(f"/connectors/{tag}/config", json=_debezium_config(settings, tag), timeout=60)
         assert resp.status_code in (200, 201), resp.text
 
         admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
         deadline = time.monotonic() + 60
         while topic not in admin.list_topics(timeout=5).topics:
-            status = httpx.get(f"{settings.connect_endpoint}/connectors/{tag}/status", timeout=10).json()
+            status = rest_client(settings).get(f"/connectors/{tag}/status", timeout=10).json()
             assert all(t["state"] != "FAILED" for t in status.get("tasks", [])), status
             assert time.monotonic() < deadline, f"{topic} never appeared: {status}"
             time.sleep(0.5)

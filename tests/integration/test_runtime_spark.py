@@ -4,6 +4,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -15,8 +16,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from userstream.config import Settings
 from userstream.errors import PortInUseError
 from userstream.runtime.spark import SparkService
-from userstream.runtime.spark_submit import build_submit, connector_jars, jar_artifact, spark_home
+from userstream.runtime.spark_submit import SparkSubmit, build_submit, connector_jars, jar_artifact, spark_home
 from userstream.runtime.stack import Stack
+from userstream.store.cassandra import auth_provider, credentials
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +26,18 @@ JOB = Path(__file__).parent / "spark_jobs" / "probe_to_cassandra.py"
 KEYSPACE = "rt_spark_probe"
 
 
+def with_login(settings: Settings, job: SparkSubmit) -> SparkSubmit:
+    """The probe job logs in to Cassandra as the admin (it writes the test's own keyspace), from its environment."""
+    username, password = credentials(settings, "admin")
+    return replace(job, env={**job.env, "PROBE_CASSANDRA_USERNAME": username, "PROBE_CASSANDRA_PASSWORD": password})
+
+
 @contextmanager
 def probe_table(settings: Settings) -> Iterator[tuple[Session, str]]:
     """A fresh (k text, v text, n int) table; yields the session and the table name."""
-    cluster = Cluster(settings.cassandra_hosts, port=settings.cassandra_port)
+    cluster = Cluster(
+        settings.cassandra_hosts, port=settings.cassandra_port, auth_provider=auth_provider(settings, "admin")
+    )
     try:
         session = cluster.connect()
         session.execute(
@@ -63,7 +73,7 @@ def test_connector_jars_do_not_duplicate_pyspark(settings: Settings) -> None:
 def test_spark_job_writes_cassandra(require_services: Callable[..., Stack], settings: Settings) -> None:
     require_services("cassandra", "spark")
     with probe_table(settings) as (session, table):
-        build_submit(settings, JOB, ["range", "500", KEYSPACE, table]).run(timeout_s=300)
+        with_login(settings, build_submit(settings, JOB, ["range", "500", KEYSPACE, table])).run(timeout_s=300)
         rows = {r.k: (r.v, r.n) for r in session.execute(f"SELECT k, v, n FROM {KEYSPACE}.{table}")}
     assert len(rows) == 500
     assert rows["r-0"] == ("value-0", 0) and rows["r-499"] == ("value-499", 499)
@@ -80,7 +90,7 @@ def test_spark_job_reads_kafka_writes_cassandra(require_services: Callable[..., 
     assert producer.flush(30) == 0
     with probe_table(settings) as (session, table):
         job = build_submit(settings, JOB, ["kafka", settings.kafka_bootstrap_servers, topic, KEYSPACE, table])
-        job.run(timeout_s=300)
+        with_login(settings, job).run(timeout_s=300)
         rows = {r.k: r.v for r in session.execute(f"SELECT k, v FROM {KEYSPACE}.{table}")}
     assert len(rows) == 1000
     assert all(rows[f"key-{i}"] == f"value-{i}" for i in range(1000))

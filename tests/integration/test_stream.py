@@ -27,6 +27,7 @@ from userstream.cdc.topics import ensure_topics
 from userstream.config import Settings
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
+from userstream.store.cassandra import auth_provider
 from userstream.stream import ensure_job_running, job_status, stop_job, synthetic
 from userstream.stream.checks import read_topic
 from userstream.stream.control import job_paths
@@ -65,7 +66,7 @@ def stream_settings(require_services: Callable[..., Stack], settings: Settings) 
     ensure_topics(s)
     yield s
     stop_job(s)
-    session = Cluster(s.cassandra_hosts, port=s.cassandra_port).connect()
+    session = Cluster(s.cassandra_hosts, port=s.cassandra_port, auth_provider=auth_provider(s, "admin")).connect()
     for ks in (s.cassandra_keyspace, f"{s.cassandra_keyspace}_b"):
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
     session.cluster.shutdown()
@@ -224,7 +225,7 @@ def produced(stream_settings: Settings) -> Produced:
 
 def test_job_kill_restart_evolution_and_dlq(stream_settings: Settings, produced: Produced) -> None:
     s = stream_settings
-    session = Cluster(s.cassandra_hosts, port=s.cassandra_port).connect()
+    session = Cluster(s.cassandra_hosts, port=s.cassandra_port, auth_provider=auth_provider(s, "admin")).connect()
     try:
         assert ensure_job_running(s) == "started"
         assert ensure_job_running(s) == "running"
@@ -297,7 +298,7 @@ def test_same_job_into_a_second_empty_keyspace(stream_settings: Settings, produc
         update={"cassandra_keyspace": f"{s.cassandra_keyspace}_b", "dlq_topic": f"{s.users_topic}.dlq.b",
                 "spark_max_offsets_per_trigger": 100_000}
     )  # fmt: skip
-    session = Cluster(s.cassandra_hosts, port=s.cassandra_port).connect()
+    session = Cluster(s.cassandra_hosts, port=s.cassandra_port, auth_provider=auth_provider(s, "admin")).connect()
     try:
         assert ensure_job_running(other) == "started"  # other settings: the job restarts with them
         want = expected_rows(produced)

@@ -10,7 +10,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from userstream.config import Settings
 from userstream.errors import ServiceError
-from userstream.runtime.connect import DEBEZIUM_POSTGRES_CONNECTOR, avro_converter_config
+from userstream.runtime.connect import DEBEZIUM_POSTGRES_CONNECTOR, avro_converter_config, rest_client
 from userstream.store.postgres import PUBLICATION
 
 CONNECTOR_NAME = "userstream-users-cdc"
@@ -87,7 +87,7 @@ def connector_config(settings: Settings) -> dict[str, str]:
 
 
 def _connect(settings: Settings) -> httpx.Client:
-    return httpx.Client(base_url=settings.connect_endpoint, timeout=30)
+    return rest_client(settings)
 
 
 def ensure_connector(settings: Settings, wait_s: float = 60.0) -> str:

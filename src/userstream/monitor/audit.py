@@ -93,7 +93,7 @@ def postgres_ids(settings: Settings, cutoff: datetime) -> tuple[set[str], int]:
 
 
 def cassandra_ids(settings: Settings, keyspace: str | None = None) -> set[str]:
-    session = connect(settings)
+    session = connect(settings, "monitor")
     try:
         table = f"{keyspace or settings.cassandra_keyspace}.created_users"
         stmt = SimpleStatement(f"SELECT id FROM {table}", fetch_size=5000)

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
+from cassandra import AuthenticationFailed
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.policies import RoundRobinPolicy
+
+from userstream.config import Settings
 from userstream.errors import InstallError
 from userstream.runtime.base import Health, Reporter, Service, java, maven_install, tcp_open
 from userstream.runtime.process import Program
+from userstream.secret_store import new_secret
+from userstream.store.cassandra import credentials
+
+# created by Cassandra at its first start; replaced by ours and disabled at once (ensure_roles)
+DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 
 # The JPMS section of Cassandra 5.0's conf/jvm17-server.options: Cassandra, jamm, chronicle and netty reach
 # into JDK internals that Java 17 closes by default.
@@ -143,6 +155,15 @@ batch_size_fail_threshold: 256KiB
 # ... and so are their 32 partitions each (grouped by replica set): the default threshold (10) made Cassandra
 # send a warning with every batch, which the executor then logged (~50 MB/h of stderr at 400 records/s)
 unlogged_batch_across_partitions_warn_threshold: 64
+
+# logins and permissions: our generated roles (see ensure_roles); the default `cassandra` one is disabled
+authenticator: PasswordAuthenticator
+authorizer: CassandraAuthorizer
+role_manager: CassandraRoleManager
+# a login's bcrypt check is cached this long (a health probe logs in every few seconds)
+credentials_validity: 60000ms
+roles_validity: 60000ms
+permissions_validity: 60000ms
 """
 
     def write_config(self) -> None:
@@ -189,6 +210,8 @@ unlogged_batch_across_partitions_warn_threshold: 64
             "-Dcassandra-foreground=yes",
             # one node: nobody to gossip with, so do not wait for gossip to settle
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            # the default superuser (replaced by ours at once) is created at start, not 10 s after
+            "-Dcassandra.superuser_setup_delay_ms=0",
             # no JMX server (no cassandra.jmx.*port): nothing else to bind, nothing to secure
         ]
 
@@ -213,14 +236,27 @@ unlogged_batch_across_partitions_warn_threshold: 64
             )
         ]
 
+    @property
+    def _roles_marker(self) -> Path:
+        return self.data_path / "roles-ready"
+
+    def after_start(self) -> None:
+        if self.external:
+            return
+        ensure_roles(self.settings, first_start=not self._roles_marker.exists())
+        self._roles_marker.write_text("our superuser replaced the default one; roles created\n")
+
     # --- health --------------------------------------------------------------------------
     def health(self) -> Health:
         s = self.settings
         hosts = s.cassandra_hosts
         if not self.external and not tcp_open(hosts[0], s.cassandra_port):
             return Health(False, f"{hosts[0]}:{s.cassandra_port} not listening")
+        logins = [credentials(s, "monitor")]
+        if not self.external and not self._roles_marker.exists():
+            logins = [DEFAULT_SUPERUSER]  # first start: only the default superuser exists yet
         try:
-            version = cql_release_version(hosts, s.cassandra_port)
+            version = cql_release_version(hosts, s.cassandra_port, *logins[0])
         except Exception as exc:  # the driver raises many types (NoHostAvailable, OperationTimedOut, ...)
             return Health(False, f"{type(exc).__name__}: {str(exc)[:200]}")
         return Health(True, f"Cassandra {version}")
@@ -230,11 +266,8 @@ unlogged_batch_across_partitions_warn_threshold: 64
         return {"cql": ",".join(f"{h}:{s.cassandra_port}" for h in s.cassandra_hosts)}
 
 
-def cql_release_version(hosts: list[str], port: int, timeout_s: float = 3.0) -> str:
+def cql_release_version(hosts: list[str], port: int, username: str, password: str, timeout_s: float = 3.0) -> str:
     """``SELECT release_version FROM system.local`` through a short-lived driver session."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
-
     # the driver logs every failed connect attempt as a warning; a health probe expects failures
     logging.getLogger("cassandra").setLevel(logging.ERROR)
     profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout_s)
@@ -244,6 +277,7 @@ def cql_release_version(hosts: list[str], port: int, timeout_s: float = 3.0) -> 
         connect_timeout=timeout_s,
         control_connection_timeout=timeout_s,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        auth_provider=PlainTextAuthProvider(username=username, password=password),
     )
     try:
         session = cluster.connect()
@@ -251,3 +285,70 @@ def cql_release_version(hosts: list[str], port: int, timeout_s: float = 3.0) -> 
         return str(row.release_version)
     finally:
         cluster.shutdown()
+
+
+def _login(settings: Settings, username: str, password: str) -> Session:
+    cluster = Cluster(
+        settings.cassandra_hosts,
+        port=settings.cassandra_port,
+        connect_timeout=10,
+        auth_provider=PlainTextAuthProvider(username=username, password=password),
+    )
+    try:
+        return cluster.connect()
+    except BaseException:
+        cluster.shutdown()
+        raise
+
+
+def _bad_login(exc: Exception) -> bool:
+    errors = exc.errors.values() if isinstance(exc, NoHostAvailable) else [exc]
+    return any(isinstance(e, AuthenticationFailed) for e in errors)
+
+
+def _create_admin(settings: Settings, admin: str, password: str) -> None:
+    default = _login(settings, *DEFAULT_SUPERUSER)
+    try:
+        create = f"CREATE ROLE IF NOT EXISTS {admin} WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s"
+        default.execute(create, (password,), timeout=30)
+        default.execute(f"ALTER ROLE {admin} WITH PASSWORD = %s", (password,), timeout=30)
+    finally:
+        default.cluster.shutdown()
+
+
+def _admin_session(settings: Settings, first_start: bool, wait_s: float) -> Session:
+    """Logged in as our superuser; at the first start it is created first, as the default one."""
+    admin, password = credentials(settings, "admin")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _login(settings, admin, password)
+        except Exception as exc:  # NoHostAvailable wraps refused connections and bad logins alike
+            error = exc
+        if first_start and _bad_login(error):
+            try:
+                _create_admin(settings, admin, password)
+            except Exception as exc:  # the default superuser is not there yet, or roles not readable yet
+                error = exc
+        if time.monotonic() > deadline:
+            raise error
+        time.sleep(1)
+
+
+def ensure_roles(settings: Settings, *, first_start: bool, wait_s: float = 60.0) -> None:
+    """Our own cluster: our generated superuser replaces the default ``cassandra`` one (disabled, with a random
+    password), and the stream and monitor roles log in with the passwords of the secrets dir. Idempotent: a
+    later start sets the current passwords again (a rotation is applied by a restart)."""
+    session = _admin_session(settings, first_start, wait_s)
+    try:
+        default = DEFAULT_SUPERUSER[0]
+        if session.execute("SELECT role FROM system_auth.roles WHERE role = %s", (default,)).one() is not None:
+            disable = f"ALTER ROLE {default} WITH SUPERUSER = false AND LOGIN = false AND PASSWORD = %s"
+            session.execute(disable, (new_secret(),), timeout=30)
+        for identity in ("stream", "monitor"):
+            role, password = credentials(settings, identity)  # type: ignore[arg-type]
+            create = f"CREATE ROLE IF NOT EXISTS {role} WITH LOGIN = true AND PASSWORD = %s"
+            session.execute(create, (password,), timeout=30)
+            session.execute(f"ALTER ROLE {role} WITH PASSWORD = %s", (password,), timeout=30)
+    finally:
+        session.cluster.shutdown()

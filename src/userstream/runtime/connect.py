@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,8 @@ from userstream.runtime.registry import registry_native_url
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 CONNECT_REBALANCE_DELAY_MS = 15_000
+CONNECT_REST_USER = "userstream"
+BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
 
 # Plugin directories under <lib>/connect-plugins, each installed from its own pom under jvm/connect/.
 PLUGINS = {"debezium-postgres": "connect/debezium-postgres", "apicurio-avro-converter": "connect/apicurio-converter"}
@@ -145,9 +148,34 @@ class ConnectService(Service):
             "config.providers": "dir",
             "config.providers.dir.class": "org.apache.kafka.common.config.provider.DirectoryConfigProvider",
             "config.providers.dir.param.allowed.paths": str(s.secret_store.directory),
+            # the REST API asks for a login (the JAAS file names the users file, see _write_rest_login)
+            "rest.extension.classes": BASIC_AUTH_EXTENSION,
         }
 
+    @property
+    def rest_users_file(self) -> Path:
+        return self.settings.secret_store.directory / "connect-rest-users.properties"
+
+    @property
+    def rest_jaas_file(self) -> Path:
+        return self.data_path / "config" / "rest-jaas.conf"
+
+    def _write_rest_login(self) -> None:
+        """The users file (secret, 0600, beside the other secrets) and the JAAS file that names it."""
+        users = f"{CONNECT_REST_USER}={self.settings.secret('connect_rest_password')}\n"
+        if not self.rest_users_file.exists() or self.rest_users_file.read_text() != users:
+            fd = os.open(self.rest_users_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(users)
+        jaas = (
+            "KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required\n"
+            f'  file="{self.rest_users_file}";\n}};\n'
+        )
+        self.rest_jaas_file.parent.mkdir(parents=True, exist_ok=True)
+        write_if_changed(self.rest_jaas_file, jaas)
+
     def prepare(self) -> None:
+        self._write_rest_login()
         write_if_changed(self.worker_properties, render_properties(self.worker_config()))
         write_if_changed(
             self.log4j_config,
@@ -172,6 +200,7 @@ class ConnectService(Service):
                     *heap_flags(self.settings.connect_heap),
                     *SERVER_JVM_FLAGS,
                     f"-Dlog4j2.configurationFile={self.log4j_config}",
+                    f"-Djava.security.auth.login.config={self.rest_jaas_file}",
                     "-cp",
                     classpath(self.lib),
                     "org.apache.kafka.connect.cli.ConnectDistributed",
@@ -187,10 +216,12 @@ class ConnectService(Service):
         if not self.external and not tcp_open(self.settings.bind_host, self.settings.connect_port):
             return Health(False, f"port {self.settings.connect_port} closed")
         try:
-            root = httpx.get(f"{base}/", timeout=3.0)
-            # /health (KIP-1017) answers 200 only once the worker has joined its group and read its topics
-            ready = httpx.get(f"{base}/health", timeout=3.0)
-            plugins = httpx.get(f"{base}/connector-plugins", timeout=5.0)
+            with rest_client(self.settings, timeout_s=5.0) as http:
+                root = http.get("/")
+                # /health (KIP-1017) answers 200 only once the worker has joined its group and read its topics
+                ready = http.get("/health")
+                plugins = http.get("/connector-plugins")
+                problem, summary = connectors_problem(http)
         except httpx.HTTPError as exc:
             return Health(False, f"{base}: {type(exc).__name__}")
         if root.status_code != 200:
@@ -202,7 +233,6 @@ class ConnectService(Service):
         classes = [p.get("class", "") for p in plugins.json()]
         debezium = "with Debezium Postgres" if DEBEZIUM_POSTGRES_CONNECTOR in classes else "NO Debezium plugin"
         version = f"Connect {root.json().get('version', '?')}"
-        problem, summary = connectors_problem(base)
         if problem:
             return Health(False, f"{version}: {problem}")
         return Health(True, f"{version}, {debezium}, {summary}")
@@ -211,10 +241,19 @@ class ConnectService(Service):
         return {"REST API": self.settings.connect_endpoint}
 
 
-def connectors_problem(base: str) -> tuple[str | None, str]:
+def rest_client(settings: Settings, timeout_s: float = 30.0) -> httpx.Client:
+    """An HTTP client of the worker's REST API, logged in (basic auth: BasicAuthSecurityRestExtension)."""
+    return httpx.Client(
+        base_url=settings.connect_endpoint,
+        auth=httpx.BasicAuth(CONNECT_REST_USER, settings.secret("connect_rest_password")),
+        timeout=timeout_s,
+    )
+
+
+def connectors_problem(http: httpx.Client) -> tuple[str | None, str]:
     """(what is wrong, summary): a worker is doing its job only while every connector and task RUNs."""
     try:
-        resp = httpx.get(f"{base}/connectors", params={"expand": "status"}, timeout=5.0)
+        resp = http.get("/connectors", params={"expand": "status"})
         resp.raise_for_status()
         connectors = resp.json()
     except (httpx.HTTPError, ValueError) as exc:

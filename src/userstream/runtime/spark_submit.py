@@ -69,7 +69,26 @@ def conf_dir(settings: Settings, role: str) -> Path:
     target = path / "log4j2.properties"
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
+    _write_private(path / "spark-defaults.conf", spark_defaults(settings))
     return path
+
+
+def spark_defaults(settings: Settings) -> str:
+    """Read by the master, the worker and spark-submit alike: RPC authenticated with the install's secret (the
+    worker hands it to its executors in their environment), and no kill buttons in the unauthenticated UIs."""
+    lines = ["spark.ui.killEnabled false"]
+    if settings.spark_master_url is None or settings.spark_auth_secret:  # an external master: its own secret
+        lines += ["spark.authenticate true", f"spark.authenticate.secret {settings.secret('spark_auth_secret')}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)
 
 
 def jar_artifact(name: str) -> str:

@@ -47,6 +47,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from userstream.config import Settings
 from userstream.runtime.signals import stop_on_signals
+from userstream.store.cassandra import spark_auth_conf
 from userstream.stream import rules
 from userstream.stream.control import JobPaths, accepted_topic, job_paths
 from userstream.stream.keeper import QueryKeeper
@@ -471,6 +472,8 @@ def run(settings: Settings, name: str) -> int:
     )
     tracker.write()
     spark = SparkSession.builder.appName(f"userstream-{name}").getOrCreate()
+    for key, value in spark_auth_conf(settings, "stream").items():  # read here, never on a command line
+        spark.conf.set(key, value)
     ensure_job_topics(settings)
     log.warning(
         "failOnDataLoss=false: offsets of %s removed by retention before the job read them are skipped "

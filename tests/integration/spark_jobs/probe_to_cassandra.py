@@ -7,6 +7,7 @@ Both write (k text, v text, n int); the range mode also round-trips rows through
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pyspark.sql import DataFrame, SparkSession
@@ -47,6 +48,9 @@ def from_range(spark: SparkSession, n: int) -> DataFrame:
 
 def main(argv: list[str]) -> None:
     spark = SparkSession.builder.getOrCreate()
+    # the login comes in the environment, never on the command line
+    spark.conf.set("spark.cassandra.auth.username", os.environ["PROBE_CASSANDRA_USERNAME"])
+    spark.conf.set("spark.cassandra.auth.password", os.environ["PROBE_CASSANDRA_PASSWORD"])
     mode = argv[0]
     if mode == "kafka":
         _, bootstrap, topic, keyspace, table = argv

@@ -27,6 +27,7 @@ from userstream.monitor.collectors.base import BackgroundValue, Reconnecting, ep
 from userstream.monitor.models import CassandraSection, CountryWindow, LatencySection, Section, StoredUser
 from userstream.monitor.stages import latency_histogram
 from userstream.runtime.base import tcp_open
+from userstream.store.cassandra import auth_provider
 
 __all__ = ["CassandraCollector", "CassandraResult"]
 
@@ -90,6 +91,7 @@ class CassandraCollector:
             control_connection_timeout=3,
             execution_profiles=profiles,
             reconnection_policy=ConstantReconnectionPolicy(2.0, max_attempts=None),
+            auth_provider=auth_provider(s, "monitor"),
         )
         try:
             return cluster.connect()
