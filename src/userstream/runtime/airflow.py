@@ -78,6 +78,7 @@ class AirflowService(Service):
             "AIRFLOW__API_AUTH__JWT_SECRET": s.secret("airflow_jwt_secret"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": s.bind_host,
             # a scheduler killed mid-run: its task's missed heartbeats fail it (then retried) within a minute,
             # and the restarted scheduler adopts the dead one's tasks within 30 s (defaults: 300 s each)
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
