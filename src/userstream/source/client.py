@@ -164,6 +164,16 @@ class _RateLimited(_Retryable):
     """HTTP 429: waited out on the rate-limit budget, not counted as a failure."""
 
 
+def _encoding_problem(record: bytes) -> str | None:
+    """Why a record's bytes are not text: the body parser checks escapes (a lone surrogate fails the page as
+    malformed) but not raw bytes inside strings; None when they are UTF-8."""
+    try:
+        record.decode()
+    except UnicodeDecodeError as exc:
+        return f"record is not valid UTF-8: {exc.reason} at byte {exc.start}"
+    return None
+
+
 class SourceClient:
     """Fetches validated pages from a randomuser.me-compatible API.
 
@@ -415,6 +425,11 @@ class SourceClient:
         rejected: list[RejectedRecord],
     ) -> None:
         for index, record in enumerate(results):
+            problem = _encoding_problem(bytes(record))
+            if problem is not None:  # kept as received, escaped, so that nothing is lost
+                kept = bytes(record).decode("utf-8", "backslashreplace")
+                rejected.append(RejectedRecord(seed, page, index, problem, kept, fetched_at))
+                continue
             text = bytes(record).decode()
             row = decode_user_row(record, fetched_at)
             if row is not None:
