@@ -4,6 +4,7 @@ listed. The gaps still to close are listed too, and must still answer (so the li
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from collections.abc import Callable
@@ -19,8 +20,10 @@ from confluent_kafka.admin import AdminClient
 
 from userstream.config import Settings
 from userstream.pipeline import bootstrap
+from userstream.runtime.health import health_report
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
+from userstream.secret_store import SECRET_NAMES
 
 pytestmark = pytest.mark.e2e
 
@@ -198,3 +201,24 @@ def test_every_port_we_open_refuses_anonymous_access(
     assert not unexpected, f"answered without credentials:\n{table}"
     closed_gaps = NOT_YET_SECURED & services - {a.service for a in open_}
     assert not closed_gaps, f"{closed_gaps} now refuse: take them off NOT_YET_SECURED and docs/security.md"
+
+
+def test_no_secret_in_command_lines_logs_or_status(require_services: Callable[..., Stack], settings: Settings) -> None:
+    """Checked while the stack of the audit above runs: every process's /proc/<pid>/cmdline, every log file,
+    and `status --json`."""
+    stack = require_services("postgres", "kafka", "registry", "connect", "cassandra", "spark", "airflow", "dashboard")
+    bootstrap(settings)
+    secrets = {name: settings.secret(name) for name in SECRET_NAMES}
+    assert all(len(v) >= 32 for v in secrets.values())
+    leaks: list[str] = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        leaks += [f"pid {proc.info['pid']} cmdline: {n}" for n, v in secrets.items() if v in line]
+    spark_work = settings.state_dir / "spark" / "work"  # executors' stdout/stderr, with their launch command
+    for path in [*settings.log_dir.rglob("*"), *spark_work.rglob("std*")]:
+        if path.is_file():
+            text = path.read_bytes()
+            leaks += [f"{path}: {n}" for n, v in secrets.items() if v.encode() in text]
+    status = json.dumps(health_report(stack).as_dict())
+    leaks += [f"status --json: {n}" for n, v in secrets.items() if v in status]
+    assert not leaks, leaks
