@@ -6,14 +6,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra import AuthenticationFailed, Unauthorized
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import Cluster, NoHostAvailable, Session
 
 from userstream.config import Settings
 from userstream.errors import PortInUseError
 from userstream.runtime.base import port_free
 from userstream.runtime.cassandra import CassandraService
 from userstream.runtime.stack import Stack
-from userstream.store.cassandra import auth_provider
+from userstream.store.cassandra import apply_cassandra_schema, auth_provider, connect
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +76,36 @@ def test_cassandra_taken_port_is_a_clear_error(settings: Settings) -> None:
         service = CassandraService(moved)
         with pytest.raises(PortInUseError, match=rf"cassandra: port .*:{port} is already taken"):
             service.check_ports()
+
+
+def test_cassandra_refuses_anonymous_and_default_logins(
+    require_services: Callable[..., Stack], settings: Settings
+) -> None:
+    require_services("cassandra")
+    for login in (None, PlainTextAuthProvider("cassandra", "cassandra")):
+        cluster = Cluster(settings.cassandra_hosts, port=settings.cassandra_port, auth_provider=login)
+        with pytest.raises(NoHostAvailable) as info:
+            cluster.connect()
+        cluster.shutdown()
+        assert any(isinstance(e, AuthenticationFailed) for e in info.value.errors.values()), info.value.errors
+
+
+def test_the_monitor_role_reads_but_cannot_write(require_services: Callable[..., Stack], settings: Settings) -> None:
+    require_services("cassandra")
+    apply_cassandra_schema(settings)  # the keyspace and the grants
+    ks = settings.cassandra_keyspace
+    monitor = connect(settings, "monitor")
+    try:
+        monitor.execute(f"SELECT id FROM {ks}.created_users LIMIT 1")
+        with pytest.raises(Unauthorized):
+            monitor.execute(f"TRUNCATE {ks}.created_users")
+        with pytest.raises(Unauthorized):
+            monitor.execute(f"DROP KEYSPACE {ks}")
+    finally:
+        monitor.cluster.shutdown()
+    stream = connect(settings, "stream")
+    try:
+        with pytest.raises(Unauthorized):
+            stream.execute(f"DROP KEYSPACE {ks}")
+    finally:
+        stream.cluster.shutdown()
