@@ -138,6 +138,10 @@ class Settings(BaseSettings):
         "by the streaming job exceed this many seconds at the current rate (0: off, always the full rate)",
     )
 
+    staging_retention_days: float = Field(
+        7.0, ge=0, description="landed users and rejected records older than this are deleted from staging (0: kept)"
+    )
+
     # --- monitor -------------------------------------------------------------------------
     dashboard_port: int = 8000
     dashboard_token: str | None = None

@@ -48,12 +48,13 @@ def demo_environment(settings: Settings) -> dict[str, str]:
 
 
 def start_flow(settings: Settings) -> None:
-    """Unpause the ingest and audit DAGs: records start to flow (bootstrap must have run)."""
+    """Unpause the ingest, audit and retention DAGs: records start to flow (bootstrap must have run)."""
     from userstream.runtime.airflow import AirflowService
 
     airflow = AirflowService(settings)
     airflow.set_paused("users_ingest", False)
     airflow.set_paused("pipeline_audit", False)
+    airflow.set_paused("staging_retention", False)
 
 
 def stop_flow(settings: Settings, timeout_s: float = 30.0) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from userstream.config import Settings
 from userstream.ingest import Backpressure, ingest
+from userstream.ingest.retention import prune_staging
 from userstream.ingest.run import RUN_LOCK_CLASS, live_runs
 from userstream.runtime.stack import Stack
 from userstream.source import FaultConfig, ServerLimits, SourceClient, UserGenerator, serve_in_thread
@@ -189,3 +190,25 @@ def test_a_run_counts_as_live_while_it_lands_and_not_after(
     assert 2_000_000_001 in live_runs(pg)
     killed.close()  # what a kill -9 of the task does to its session
     assert 2_000_000_001 not in live_runs(pg), "a killed run's row may say running; its lock is gone"
+
+
+def test_retention_deletes_only_what_is_older_than_the_window(
+    pg: psycopg.Connection[tuple[object, ...]], settings: Settings
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    seed = f"ingest-retention-{uuid.uuid4().hex[:8]}"
+    t0 = pg.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:
+        ingest(settings, max_records=300, seed=seed, source=client)
+    ids = [r[0] for r in pg.execute("SELECT id FROM staging.users WHERE landed_at >= %s", (t0,))]
+    assert len(ids) == 300
+    old = ids[:120]
+    pg.execute("UPDATE staging.users SET landed_at = landed_at - interval '9 days' WHERE id = ANY(%s)", (old,))
+    kept = Settings(data_dir=settings.data_dir, staging_retention_days=7)
+    first = prune_staging(kept, batch=50)  # several batches
+    assert first.users >= 120, first
+    assert count(pg, "SELECT count(*) FROM staging.users WHERE id = ANY(%s)", ids) == 180
+    assert prune_staging(kept).users == 0, "idempotent"
+    assert prune_staging(Settings(data_dir=settings.data_dir, staging_retention_days=0)).cutoff is None
+    assert first.cutoff is not None and first.cutoff < datetime.now(UTC) - timedelta(days=6)

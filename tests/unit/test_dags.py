@@ -22,7 +22,7 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_all_dags_import(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) >= {"users_ingest", "pipeline_bootstrap", "pipeline_audit"}
+    assert set(dagbag.dag_ids) >= {"users_ingest", "pipeline_bootstrap", "pipeline_audit", "staging_retention"}
 
 
 @pytest.mark.parametrize(
@@ -34,6 +34,7 @@ def test_all_dags_import(dagbag: Any) -> None:
             {"postgres_schema", "kafka_topics", "avro_subject", "cassandra_schema", "cdc_connector", "streaming_job"},
         ),
         ("pipeline_audit", {"audit"}),
+        ("staging_retention", {"prune"}),
     ],
 )
 def test_expected_tasks(dagbag: Any, dag_id: str, tasks: set[str]) -> None:

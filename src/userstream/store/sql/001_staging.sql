@@ -60,3 +60,9 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Retention (`userstream.ingest.retention`, the staging_retention DAG) deletes by landing time: BRIN indexes
+-- cost next to nothing on insert, and rows land in time order. Deletes are not published (see above), so
+-- the pipeline downstream never sees them.
+CREATE INDEX IF NOT EXISTS users_landed_at_brin ON staging.users USING brin (landed_at);
+CREATE INDEX IF NOT EXISTS rejected_at_brin ON staging.rejected USING brin (rejected_at);
