@@ -15,8 +15,8 @@ from userstream.store.cassandra import ROLES, credentials, spark_auth_conf
 def test_cassandra_requires_logins_and_each_component_has_its_role(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     yaml = CassandraService(settings).cassandra_yaml()
-    for line in ("authenticator: PasswordAuthenticator", "authorizer: CassandraAuthorizer"):
-        assert line in yaml
+    for cls in ("auth.PasswordAuthenticator", "auth.CassandraAuthorizer"):
+        assert f"class_name: org.apache.cassandra.{cls}" in yaml
     logins = {identity: credentials(settings, identity) for identity in ROLES}
     assert {user for user, _ in logins.values()} == set(ROLES.values())
     assert len({password for _, password in logins.values()}) == 3, "one password per identity"

@@ -157,9 +157,12 @@ batch_size_fail_threshold: 256KiB
 unlogged_batch_across_partitions_warn_threshold: 64
 
 # logins and permissions: our generated roles (see ensure_roles); the default `cassandra` one is disabled
-authenticator: PasswordAuthenticator
-authorizer: CassandraAuthorizer
-role_manager: CassandraRoleManager
+authenticator:
+  class_name: org.apache.cassandra.auth.PasswordAuthenticator
+authorizer:
+  class_name: org.apache.cassandra.auth.CassandraAuthorizer
+role_manager:
+  class_name: org.apache.cassandra.auth.CassandraRoleManager
 # a login's bcrypt check is cached this long (a health probe logs in every few seconds)
 credentials_validity: 60000ms
 roles_validity: 60000ms
