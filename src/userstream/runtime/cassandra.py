@@ -309,12 +309,34 @@ def _bad_login(exc: Exception) -> bool:
     return any(isinstance(e, AuthenticationFailed) for e in errors)
 
 
+def _role_exists(session: Session, role: str) -> bool:
+    return session.execute("SELECT role FROM system_auth.roles WHERE role = %s", (role,)).one() is not None
+
+
+def _set_login(session: Session, role: str, password: str, *, superuser: bool = False) -> None:
+    """Create the role with ``password``, or set it on an existing one (Cassandra refuses a second change of
+    the same role's password within 5 s, so an unchanged password is never set again: see ensure_roles)."""
+    if _role_exists(session, role):
+        session.execute(f"ALTER ROLE {role} WITH PASSWORD = %s", (password,), timeout=30)
+    else:
+        extra = " AND SUPERUSER = true" if superuser else ""
+        session.execute(f"CREATE ROLE {role} WITH LOGIN = true{extra} AND PASSWORD = %s", (password,), timeout=30)
+
+
+def _logs_in(settings: Settings, username: str, password: str) -> bool:
+    try:
+        _login(settings, username, password).cluster.shutdown()
+    except Exception as exc:
+        if _bad_login(exc):
+            return False
+        raise
+    return True
+
+
 def _create_admin(settings: Settings, admin: str, password: str) -> None:
     default = _login(settings, *DEFAULT_SUPERUSER)
     try:
-        create = f"CREATE ROLE IF NOT EXISTS {admin} WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s"
-        default.execute(create, (password,), timeout=30)
-        default.execute(f"ALTER ROLE {admin} WITH PASSWORD = %s", (password,), timeout=30)
+        _set_login(default, admin, password, superuser=True)
     finally:
         default.cluster.shutdown()
 
@@ -350,8 +372,7 @@ def ensure_roles(settings: Settings, *, first_start: bool, wait_s: float = 60.0)
             session.execute(disable, (new_secret(),), timeout=30)
         for identity in ("stream", "monitor"):
             role, password = credentials(settings, identity)  # type: ignore[arg-type]
-            create = f"CREATE ROLE IF NOT EXISTS {role} WITH LOGIN = true AND PASSWORD = %s"
-            session.execute(create, (password,), timeout=30)
-            session.execute(f"ALTER ROLE {role} WITH PASSWORD = %s", (password,), timeout=30)
+            if not (_role_exists(session, role) and _logs_in(settings, role, password)):
+                _set_login(session, role, password)
     finally:
         session.cluster.shutdown()
