@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 # answered by design without a login (docs/security.md, "Open on purpose")
 OPEN_ON_PURPOSE = {
     "airflow-scheduler health": "GET /health only: whether the scheduler heartbeats (Airflow's probe)",
+    "source": "the bundled randomuser-compatible API: generated users only",
 }
 # still open (docs/security.md, "Not yet secured"): each must still answer anonymously while listed here
 NOT_YET_SECURED = {
@@ -74,6 +75,11 @@ def _http(host: str, port: int, paths: list[str]) -> tuple[bool, str]:
                 if code not in (401, 403, 405):
                     return False, ", ".join(seen)
     return True, ", ".join(seen[:4]) + ", ..."
+
+
+def _source(host: str, port: int) -> tuple[bool, str]:
+    code = httpx.get(f"http://{host}:{port}/api/", params={"results": 1}, timeout=10).status_code
+    return code != 200, f"HTTP {code}: generated users"
 
 
 def _postgres(host: str, port: int, settings: Settings) -> tuple[bool, str]:
@@ -157,6 +163,7 @@ def attempt(settings: Settings, port: int, program: str) -> Attempt:
         s.spark_master_ui_port: ("spark UI", "GET /", lambda: _http(host, port, ["/json/"])),
         s.spark_worker_ui_port: ("spark UI", "GET /", lambda: _http(host, port, ["/json/"])),
         s.cassandra_storage_port: ("cassandra internode", "(not probed: gossip)", lambda: (False, "no internode auth")),
+        s.source_port: ("source", "GET /api/?results=1", lambda: _source(host, port)),
     }  # fmt: skip
     if port in named:
         service, how, probe = named[port]
@@ -165,12 +172,12 @@ def attempt(settings: Settings, port: int, program: str) -> Attempt:
         probe = lambda: _http(host, port, ["/log/x.log"])  # noqa: E731
     elif program == "airflow-scheduler" and port == 8974:
         service, how, probe = "airflow-scheduler health", "GET /health", lambda: (False, "read-only health")
-    elif program == "stream" and 4040 <= port <= 4050:
+    elif program.startswith("stream") and 4040 <= port <= 4050:
         service, how = "spark UI", "GET /"
         probe = lambda: _http(host, port, ["/api/v1/applications"])  # noqa: E731
-    elif program in ("spark-master", "spark-worker", "stream") and _is_java(port):
+    elif (program in ("spark-master", "spark-worker") or program.startswith("stream")) and _is_java(port):
         service, how, probe = "spark RPC", "RpcRequest, no auth handshake", lambda: _spark_rpc(host, port)
-    elif program == "stream":  # the driver's Python process: PySpark's own servers
+    elif program.startswith("stream"):  # the driver's Python process: PySpark's own servers
         service, how, probe = "pyspark python side", "py4j call, no token", lambda: _py4j(host, port)
     else:
         return Attempt(port, f"unknown ({program})", "-", False, "a port nobody audited")
