@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     )
 
     staging_retention_days: float = Field(
-        7.0, ge=0, description="landed users and rejected records older than this are deleted from staging (0: kept)"
+        1.0, ge=0, description="landed users and rejected records older than this are deleted from staging (0: kept)"
     )
 
     # --- monitor -------------------------------------------------------------------------
