@@ -367,7 +367,8 @@ def ensure_roles(settings: Settings, *, first_start: bool, wait_s: float = 60.0)
     session = _admin_session(settings, first_start, wait_s)
     try:
         default = DEFAULT_SUPERUSER[0]
-        if session.execute("SELECT role FROM system_auth.roles WHERE role = %s", (default,)).one() is not None:
+        row = session.execute("SELECT is_superuser, can_login FROM system_auth.roles WHERE role = %s", (default,)).one()
+        if row is not None and (row.is_superuser or row.can_login):  # disabled once; never changed again after
             disable = f"ALTER ROLE {default} WITH SUPERUSER = false AND LOGIN = false AND PASSWORD = %s"
             session.execute(disable, (new_secret(),), timeout=30)
         for identity in ("stream", "monitor"):
