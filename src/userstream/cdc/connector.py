@@ -131,6 +131,18 @@ def restart_connector(settings: Settings, wait_s: float = 60.0) -> None:
         if resp.status_code >= 400 and resp.status_code != 404:
             raise ServiceError(f"Kafka Connect refused to restart the connector: HTTP {resp.status_code}",
                                fix="check `userstream logs connect`")  # fmt: skip
+        # asynchronous: the old RUNNING states may still show, then RESTARTING, then RUNNING again
+        seen_restarting = False
+        unseen_after = time.monotonic() + 10  # a restart that was over before the first look
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            status = http.get(f"/connectors/{CONNECTOR_NAME}/status").json()
+            states = [status.get("connector", {}).get("state")] + [t.get("state") for t in status.get("tasks", [])]
+            restarting = "RESTARTING" in states
+            seen_restarting |= restarting
+            if not restarting and (seen_restarting or time.monotonic() > unseen_after):
+                break
+            time.sleep(0.3)
         _wait_running(http, wait_s)
 
 

@@ -100,10 +100,10 @@ def _rotate_postgres(settings: Settings, processes: ProcessManager, reporter: Re
     for dependent in (RegistryService(settings, processes), AirflowService(settings, processes)):
         _restart_if_running(dependent, reporter)
     connect = ConnectService(settings, processes)
-    if connect.health().healthy:
+    if connect.running() or connect.external:
         reporter.step("connect: the CDC connector restarted with the new database password")
-        if ensure_connector(settings) == "unchanged":  # it names the secret's file: a restart reads it again
-            restart_connector(settings)
+        ensure_connector(settings)  # an external Connect holds the password itself: updated here
+        restart_connector(settings)  # ours names the secret's file: a restart reads it again
 
 
 def _restart_if_running(service: Service, reporter: Reporter) -> None:
