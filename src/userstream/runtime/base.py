@@ -151,6 +151,11 @@ class Service(ABC):
 # --- helpers shared by services ---------------------------------------------------------------
 
 
+def public_urls(urls: dict[str, str]) -> dict[str, str]:
+    """URLs fit for machine-readable output and pages: the dashboard's own URL carries its token."""
+    return {k: v.split("?token=")[0] for k, v in urls.items()}
+
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from userstream.monitor.stall import StageVerdict, read_stage_states
-from userstream.runtime.base import Health
+from userstream.runtime.base import Health, public_urls
 from userstream.runtime.stack import ServiceStatus, Stack
 from userstream.stream.control import PROGRAM as STREAM_PROGRAM
 from userstream.stream.control import job_health
@@ -48,7 +48,7 @@ class HealthReport:
                     "running": s.running,
                     "healthy": s.health.healthy,
                     "detail": s.health.detail,
-                    "urls": s.urls,
+                    "urls": public_urls(s.urls),  # never the dashboard's token
                 }
                 for s in self.services
             ],

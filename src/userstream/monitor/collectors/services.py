@@ -22,15 +22,10 @@ import supervisor.xmlrpc  # noqa: F401
 from userstream.config import Settings
 from userstream.monitor.collectors.base import SingleFlight, short
 from userstream.monitor.models import ServiceHealth, ServicesSection
-from userstream.runtime.base import Service
+from userstream.runtime.base import Service, public_urls
 from userstream.runtime.stack import Stack
 
 __all__ = ["ServicesCollector", "public_urls"]
-
-
-def public_urls(urls: dict[str, str]) -> dict[str, str]:
-    # the dashboard's own URL carries its token: the page never shows it back
-    return {k: v.split("?token=")[0] for k, v in urls.items()}
 
 
 class ServicesCollector:
