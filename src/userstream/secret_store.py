@@ -57,6 +57,8 @@ class SecretStore:
         except FileNotFoundError:
             value = ""
         if value:
+            if path.stat().st_mode & 0o077:  # written by an older version with the default umask
+                path.chmod(0o600)
             return value
         self._ensure_dir()
         try:

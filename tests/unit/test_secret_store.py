@@ -115,3 +115,12 @@ def test_rotating_a_stopped_service_changes_its_secret(tmp_path: Path) -> None:
     before = settings.secret("dashboard_token")
     assert rotate(settings, "dashboard") == ["dashboard_token"]
     assert settings.secret("dashboard_token") != before
+
+
+def test_a_secret_file_left_readable_by_an_older_version_is_made_private(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path / "secrets")
+    store.directory.mkdir()
+    store.path("airflow_jwt_secret").write_text("x" * 43)
+    store.path("airflow_jwt_secret").chmod(0o644)
+    assert store.get("airflow_jwt_secret") == "x" * 43
+    assert stat.S_IMODE(store.path("airflow_jwt_secret").stat().st_mode) == 0o600
