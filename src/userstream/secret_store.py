@@ -35,6 +35,24 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def write_private(path: Path, text: str) -> bool:
+    """Write a file only its owner reads (0600), atomically; returns False when it already held ``text``.
+
+    The file is created 0600 (never briefly readable by others) and swapped in by rename, so a reader sees
+    the old or the new content, never a part.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        path.chmod(0o600)  # left 0644 by an older version
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return True
+
+
 @dataclass(frozen=True)
 class SecretStore:
     directory: Path
@@ -76,11 +94,7 @@ class SecretStore:
     def put(self, name: SecretName, value: str) -> None:
         """Write ``value`` atomically (readers see the old or the new one, never a part)."""
         self._ensure_dir()
-        tmp = self.path(name).with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value)
-        os.replace(tmp, self.path(name))
+        write_private(self.path(name), value)
 
     def rotate(self, name: SecretName) -> tuple[str, str]:
         """(old, new): a new random value replaces the old one; the caller applies it to the service."""
@@ -90,4 +104,4 @@ class SecretStore:
         return old, new
 
 
-__all__ = ["LEGACY_POSTGRES_PASSWORD", "SECRET_NAMES", "SecretName", "SecretStore", "new_secret"]
+__all__ = ["LEGACY_POSTGRES_PASSWORD", "SECRET_NAMES", "SecretName", "SecretStore", "new_secret", "write_private"]

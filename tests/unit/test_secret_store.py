@@ -14,7 +14,7 @@ from userstream.errors import ConfigError
 from userstream.runtime.airflow import AirflowService
 from userstream.runtime.connect import ConnectService
 from userstream.runtime.secrets import rotate, secrets_overview
-from userstream.secret_store import SECRET_NAMES, SecretStore
+from userstream.secret_store import SECRET_NAMES, SecretStore, write_private
 
 
 def test_a_secret_is_generated_once_private_and_strong(tmp_path: Path) -> None:
@@ -124,3 +124,18 @@ def test_a_secret_file_left_readable_by_an_older_version_is_made_private(tmp_pat
     store.path("airflow_jwt_secret").chmod(0o644)
     assert store.get("airflow_jwt_secret") == "x" * 43
     assert stat.S_IMODE(store.path("airflow_jwt_secret").stat().st_mode) == 0o600
+
+
+def test_write_private_creates_0600_replaces_atomically_and_fixes_old_modes(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "login.properties"
+    assert write_private(path, "user=one\n") is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "user=one\n"
+    assert write_private(path, "user=one\n") is False, "unchanged content is not rewritten"
+    inode = path.stat().st_ino
+    assert write_private(path, "user=two\n") is True
+    assert path.read_text() == "user=two\n"
+    assert path.stat().st_ino != inode, "swapped in by rename: a reader never sees a half-written file"
+    assert [p.name for p in path.parent.iterdir()] == ["login.properties"], "no temporary file left behind"
+    path.chmod(0o644)  # as an older version left it
+    assert write_private(path, "user=two\n") is False
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -14,6 +14,7 @@ import httpx
 from userstream.errors import ServiceError
 from userstream.runtime.base import PROJECT_ROOT, Health, Service
 from userstream.runtime.process import Program
+from userstream.secret_store import write_private
 
 DAGS_DIR = PROJECT_ROOT / "dags"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -93,12 +94,7 @@ class AirflowService(Service):
     def _write_passwords(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         path = self.home / "passwords.json"
-        wanted = {ADMIN_USER: self.settings.secret("airflow_admin_password")}
-        if not path.exists() or json.loads(path.read_text() or "{}") != wanted:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(wanted))
-        path.chmod(0o600)
+        write_private(path, json.dumps({ADMIN_USER: self.settings.secret("airflow_admin_password")}))
 
     def prepare(self) -> None:
         self._write_passwords()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from userstream.runtime.kafka import (
 )
 from userstream.runtime.process import Program
 from userstream.runtime.registry import registry_native_url
+from userstream.secret_store import write_private
 
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
@@ -162,11 +162,7 @@ class ConnectService(Service):
 
     def _write_rest_login(self) -> None:
         """The users file (secret, 0600, beside the other secrets) and the JAAS file that names it."""
-        users = f"{CONNECT_REST_USER}={self.settings.secret('connect_rest_password')}\n"
-        if not self.rest_users_file.exists() or self.rest_users_file.read_text() != users:
-            fd = os.open(self.rest_users_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(users)
+        write_private(self.rest_users_file, f"{CONNECT_REST_USER}={self.settings.secret('connect_rest_password')}\n")
         jaas = (
             "KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required\n"
             f'  file="{self.rest_users_file}";\n}};\n'

@@ -15,7 +15,7 @@ from psycopg import sql
 from userstream.errors import ConfigError, InstallError, ServiceError
 from userstream.runtime.base import Health, Reporter, Service
 from userstream.runtime.process import Program
-from userstream.secret_store import LEGACY_POSTGRES_PASSWORD, new_secret
+from userstream.secret_store import LEGACY_POSTGRES_PASSWORD, new_secret, write_private
 
 # Databases the stack needs besides the pipeline's own: Airflow's metadata, the registry's storage.
 EXTRA_DATABASES = ("airflow", "registry")
@@ -105,10 +105,7 @@ class PostgresService(Service):
             return
         data.mkdir(parents=True, exist_ok=True)
         pwfile = self.settings.run_dir / "pg.pw"
-        pwfile.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.settings.secret("postgres_password") + "\n")
+        write_private(pwfile, self.settings.secret("postgres_password") + "\n")
         if self.os_user:
             pw = pwd.getpwnam(self.os_user)
             os.chown(data, pw.pw_uid, pw.pw_gid)

@@ -22,6 +22,7 @@ from userstream.config import Settings
 from userstream.errors import InstallError, ServiceError
 from userstream.runtime.base import Reporter, SilentReporter, maven_install
 from userstream.runtime.process import Program
+from userstream.secret_store import write_private
 
 # `<artifact>-<version>.jar`, the version starting at the first "-<digits>." (so "kafka-0-10_2.12" stays a name)
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-(?P<version>\d+\.\d[\w.]*(?:-[\w.-]+)?)\.jar$")
@@ -69,7 +70,7 @@ def conf_dir(settings: Settings, role: str) -> Path:
     target = path / "log4j2.properties"
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
-    _write_private(path / "spark-defaults.conf", spark_defaults(settings))
+    write_private(path / "spark-defaults.conf", spark_defaults(settings))
     return path
 
 
@@ -80,15 +81,6 @@ def spark_defaults(settings: Settings) -> str:
     if settings.spark_master_url is None or settings.spark_auth_secret:  # an external master: its own secret
         lines += ["spark.authenticate true", f"spark.authenticate.secret {settings.secret('spark_auth_secret')}"]
     return "\n".join(lines) + "\n"
-
-
-def _write_private(path: Path, text: str) -> None:
-    if path.exists() and path.read_text() == text:
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    path.chmod(0o600)
 
 
 def jar_artifact(name: str) -> str:
