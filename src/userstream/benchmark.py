@@ -32,7 +32,7 @@ from userstream.errors import ServiceError
 from userstream.ingest import ingest
 from userstream.ingest.bench import source_server
 from userstream.ingest.run import page_size_for
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import client_config
 from userstream.runtime.bench import cpu_seconds
 from userstream.runtime.connect import rest_client
 from userstream.runtime.process import ProcessManager
@@ -301,9 +301,7 @@ def _topic_end(settings: Settings) -> int:
     """Sum of the users topic's end offsets."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(
-        with_logger({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "userstream-bench"}, "bench")
-    )
+    consumer = Consumer(client_config(settings, "admin", "bench", **{"group.id": "userstream-bench"}))
     try:
         meta = consumer.list_topics(settings.users_topic, timeout=10).topics[settings.users_topic]
         return sum(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,21 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_broker_port: int = Field(
+        9094, description="the broker's own listener (inter-broker, and where the identities are bootstrapped)"
+    )
+    # an external cluster's security (ours: SASL_PLAINTEXT + SCRAM-SHA-512, one generated login per component)
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT", description="security.protocol of an external cluster (USERSTREAM_KAFKA_BOOTSTRAP)"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = Field(
+        None, description="an external cluster's SASL login, used by every component"
+    )
+    kafka_sasl_password: str | None = None
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="PEM CA bundle an external cluster's certificate is checked with"
+    )
     kafka_heap: str = "512m"
     users_topic: str = "users.raw"
     dlq_topic: str = "users.dlq"

@@ -24,6 +24,11 @@ SecretName = Literal[
     "cassandra_monitor_password",
     "spark_auth_secret",
     "connect_rest_password",
+    "kafka_broker_password",
+    "kafka_admin_password",
+    "kafka_connect_password",
+    "kafka_stream_password",
+    "kafka_monitor_password",
 ]
 SECRET_NAMES: tuple[SecretName, ...] = get_args(SecretName)
 

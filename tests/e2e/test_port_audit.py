@@ -34,7 +34,7 @@ OPEN_ON_PURPOSE = {
 }
 # still open (docs/security.md, "Not yet secured"): each must still answer anonymously while listed here
 NOT_YET_SECURED = {
-    "kafka", "kafka controller", "registry", "cassandra internode", "spark UI",
+    "registry", "cassandra internode", "spark UI",
     "pyspark python side",  # PySpark's pinned-thread ClientServer starts its Python server with no token
 }  # fmt: skip
 
@@ -154,7 +154,8 @@ def attempt(settings: Settings, port: int, program: str) -> Attempt:
         s.postgres_port: ("postgres", "login with no password", lambda: _postgres(host, port, s)),
         s.cassandra_port: ("cassandra", "CQL with no login", lambda: _cql(host, port)),
         s.kafka_port: ("kafka", "metadata request, no SASL", lambda: _kafka(host, port)),
-        s.kafka_controller_port: ("kafka controller", "(not probed: KRaft)", lambda: (False, "PLAINTEXT, no SASL")),
+        s.kafka_broker_port: ("kafka broker listener", "metadata request, no SASL", lambda: _kafka(host, port)),
+        s.kafka_controller_port: ("kafka controller", "metadata request, no SASL", lambda: _kafka(host, port)),
         s.connect_port: ("connect", "REST, no login", lambda: _http(host, port, ["/connectors", "/connector-plugins"])),
         s.registry_port: ("registry", "REST, no login", lambda: _http(host, port, ["/apis/ccompat/v7/subjects"])),
         s.airflow_port: ("airflow", "REST, no token",
@@ -202,7 +203,16 @@ def test_every_port_we_open_refuses_anonymous_access(
                       f"  {a.detail}" for a in attempts)  # fmt: skip
     print(f"\nport audit\n{table}")
     services = {a.service for a in attempts}
-    assert {"postgres", "cassandra", "connect", "airflow", "dashboard", "spark RPC"} <= services, table
+    assert {
+        "postgres",
+        "cassandra",
+        "kafka",
+        "kafka controller",
+        "connect",
+        "airflow",
+        "dashboard",
+        "spark RPC",
+    } <= services, table
     open_ = [a for a in attempts if not a.refused and a.service not in OPEN_ON_PURPOSE]
     unexpected = [a for a in open_ if a.service not in NOT_YET_SECURED]
     assert not unexpected, f"answered without credentials:\n{table}"

@@ -26,6 +26,7 @@ from userstream.cdc.schemas import registry_client, value_subject
 from userstream.cdc.topics import admin
 from userstream.config import Settings
 from userstream.ingest.land import LandedUser, land_batch
+from userstream.kafka_clients import client_config
 from userstream.model import UserRow
 from userstream.runtime.stack import Stack
 from userstream.store.postgres import apply_postgres_schema
@@ -64,7 +65,7 @@ def consume_values(settings: Settings, wanted: set[str], timeout_s: float = 120)
     client = registry_client(settings)
     consumer = DeserializingConsumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings, "admin", "test"),
             "group.id": f"test-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
             "key.deserializer": AvroDeserializer(client),

@@ -10,13 +10,22 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from userstream.config import Settings
+from userstream.kafka_clients import PRINCIPALS, client_config
 from userstream.runtime.connect import AVRO_CONVERTER, DEBEZIUM_POSTGRES_CONNECTOR, avro_converter_config, rest_client
+from userstream.runtime.kafka_acls import create_acls
 from userstream.runtime.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -120,10 +129,15 @@ def test_debezium_writes_confluent_framed_avro_through_our_registry(
     tag = f"rtcdc{uuid.uuid4().hex[:8]}"
     topic = f"{tag}.public.{tag}"
     with _cdc_table(settings, tag):
+        # a connector of the user's own writes its own topics: the admin grants Connect's login those
+        admin = AdminClient(client_config(settings, "admin", "test"))
+        grant = AclBinding(ResourceType.TOPIC, tag, ResourcePatternType.PREFIXED, f"User:{PRINCIPALS['connect']}",
+                           "*", AclOperation.ALL, AclPermissionType.ALLOW)  # fmt: skip
+        create_acls(admin, [grant])
         resp = rest_client(settings).put(f"/connectors/{tag}/config", json=_debezium_config(settings, tag), timeout=60)
         assert resp.status_code in (200, 201), resp.text
 
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        admin = AdminClient({**client_config(settings, "admin", "test")})
         deadline = time.monotonic() + 60
         while topic not in admin.list_topics(timeout=5).topics:
             status = rest_client(settings).get(f"/connectors/{tag}/status", timeout=10).json()
@@ -137,7 +151,7 @@ def test_debezium_writes_confluent_framed_avro_through_our_registry(
         key_de, value_de = AvroDeserializer(registry), AvroDeserializer(registry)
         consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **client_config(settings, "admin", "test"),
                 "group.id": tag,
                 "auto.offset.reset": "earliest",
             }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from userstream.config import Settings
 from userstream.errors import PortInUseError
+from userstream.kafka_clients import client_config, jvm_client_props
 from userstream.runtime.spark import SparkService
 from userstream.runtime.spark_submit import SparkSubmit, build_submit, connector_jars, jar_artifact, spark_home
 from userstream.runtime.stack import Stack
@@ -29,7 +31,9 @@ KEYSPACE = "rt_spark_probe"
 def with_login(settings: Settings, job: SparkSubmit) -> SparkSubmit:
     """The probe job logs in to Cassandra as the admin (it writes the test's own keyspace), from its environment."""
     username, password = credentials(settings, "admin")
-    return replace(job, env={**job.env, "PROBE_CASSANDRA_USERNAME": username, "PROBE_CASSANDRA_PASSWORD": password})
+    kafka = json.dumps(jvm_client_props(settings, "admin", "kafka."))
+    env = {"PROBE_CASSANDRA_USERNAME": username, "PROBE_CASSANDRA_PASSWORD": password, "PROBE_KAFKA_OPTIONS": kafka}
+    return replace(job, env={**job.env, **env})
 
 
 @contextmanager
@@ -82,9 +86,9 @@ def test_spark_job_writes_cassandra(require_services: Callable[..., Stack], sett
 def test_spark_job_reads_kafka_writes_cassandra(require_services: Callable[..., Stack], settings: Settings) -> None:
     require_services("kafka", "cassandra", "spark")
     topic = f"rt-spark-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings, "admin", "test"))
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(timeout=30)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    producer = Producer(client_config(settings, "admin", "test", acks="all"))
     for i in range(1000):
         producer.produce(topic, key=f"key-{i}".encode(), value=f"value-{i}".encode())
     assert producer.flush(30) == 0

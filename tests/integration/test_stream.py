@@ -25,6 +25,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 
 from userstream.cdc.topics import ensure_topics
 from userstream.config import Settings
+from userstream.kafka_clients import client_config
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
 from userstream.store.cassandra import auth_provider
@@ -76,7 +77,7 @@ def _serializing_producer(s: Settings, schema: dict[str, Any]) -> SerializingPro
     client = SchemaRegistryClient({"url": s.registry_endpoint})
     return SerializingProducer(
         {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
+            **client_config(s, "admin", "test"),
             "key.serializer": AvroSerializer(client, json.dumps(synthetic.key_schema())),
             "value.serializer": AvroSerializer(client, json.dumps(schema)),
             "acks": "all",
@@ -103,7 +104,7 @@ def produce(
 
 
 def produce_raw(s: Settings, produced: Produced, records: list[tuple[bytes | None, bytes | None, str]]) -> None:
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap_servers, "acks": "all"})
+    producer = Producer({**client_config(s, "admin", "test"), "acks": "all"})
     for key, value, reason in records:
 
         def delivered(err: Any, msg: Any, reason: str = reason) -> None:

@@ -30,6 +30,7 @@ def settings(tmp_path: Path) -> Settings:
         bind_host="127.0.0.1",
         kafka_port=19092,
         kafka_controller_port=19093,
+        kafka_broker_port=19094,
         kafka_heap="512m",
         connect_port=18083,
         connect_heap="512m",
@@ -46,7 +47,15 @@ def test_kafka_single_node_kraft_config(settings: Settings) -> None:
     props = _props(render_properties(service.server_config()))
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["listeners"] == "CLIENT://127.0.0.1:19092,BROKER://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093"
+    # no listener takes anonymous clients, and nothing is allowed that no ACL names
+    assert set(props["listener.security.protocol.map"].split(",")) == {
+        "CLIENT:SASL_PLAINTEXT", "BROKER:SASL_PLAINTEXT", "CONTROLLER:SASL_PLAINTEXT"}  # fmt: skip
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:broker;User:userstream-admin"
+    assert settings.secret("kafka_broker_password") in props["listener.name.broker.plain.sasl.jaas.config"]
     assert props["auto.create.topics.enable"] == "false"
     for key in (
         "offsets.topic.replication.factor",
@@ -56,7 +65,7 @@ def test_kafka_single_node_kraft_config(settings: Settings) -> None:
     ):
         assert props[key] == "1"
     assert Path(props["log.dirs"]).is_relative_to(settings.state_dir / "kafka")
-    assert service.ports == [19092, 19093]
+    assert service.ports == [19092, 19094, 19093]
 
 
 def test_kafka_program_uses_the_configured_heap(settings: Settings) -> None:
@@ -107,6 +116,12 @@ def test_connect_worker_config(settings: Settings) -> None:
     props = _props(render_properties(service.worker_config()))
     assert props["bootstrap.servers"] == "127.0.0.1:19092"
     assert props["listeners"] == "http://127.0.0.1:18083"
+    # the worker's own clients and the ones it makes for tasks and topic creation all log in as Connect
+    for prefix in ("", "producer.", "consumer.", "admin."):
+        assert props[f"{prefix}security.protocol"] == "SASL_PLAINTEXT"
+        assert props[f"{prefix}sasl.mechanism"] == "SCRAM-SHA-512"
+        jaas = props[f"{prefix}sasl.jaas.config"]
+        assert 'username="userstream-connect"' in jaas and settings.secret("kafka_connect_password") in jaas
     assert Path(props["plugin.path"]) == settings.lib_dir / "connect-plugins"
     for topic in ("config", "offset", "status"):
         assert props[f"{topic}.storage.replication.factor"] == "1"

@@ -17,7 +17,7 @@ from userstream.cdc.schemas import registry_client
 from userstream.config import Settings
 from userstream.ingest.land import LandedUser, land_batch
 from userstream.ingest.run import RateLimiter
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import client_config
 from userstream.model import to_row, validate_user
 from userstream.source import UserGenerator
 
@@ -79,14 +79,11 @@ class _TopicTail(threading.Thread):
     def run(self) -> None:
         s = self.settings
         consumer = Consumer(
-            with_logger(
-                {
-                    "bootstrap.servers": s.kafka_bootstrap_servers,
-                    "group.id": f"bench-{uuid.uuid4()}",
-                    "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 20,
-                },
+            client_config(
+                s,
+                "admin",
                 "bench",
+                **{"group.id": f"bench-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 20},
             )
         )
         try:

@@ -13,13 +13,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from userstream.config import Settings
 from userstream.errors import ServiceError
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import KafkaIdentity, client_config
+from userstream.runtime.kafka_acls import create_acls, topic_acls
 
 
-def admin(settings: Settings) -> AdminClient:
-    return AdminClient(
-        with_logger({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 10000}, "admin")
-    )
+def admin(settings: Settings, identity: KafkaIdentity = "admin") -> AdminClient:
+    return AdminClient(client_config(settings, identity, "admin", **{"socket.timeout.ms": 10000}))
 
 
 def retention_config(settings: Settings) -> dict[str, str]:
@@ -52,9 +51,13 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-def ensure_topics(settings: Settings, replication: int = 1) -> dict[str, str]:
-    """Create missing topics and grow partitions to the setting; returns topic -> what happened."""
-    client = admin(settings)
+def ensure_topics(settings: Settings, replication: int = 1, identity: KafkaIdentity = "admin") -> dict[str, str]:
+    """Create missing topics and grow partitions to the setting; returns topic -> what happened.
+
+    As ``admin`` on our own broker it also grants each component its rights on these topics (a bench's
+    settings name topics of its own); an external cluster's ACLs are its operators' to set.
+    """
+    client = admin(settings, identity)
     existing = client.list_topics(timeout=15).topics
     result: dict[str, str] = {}
     to_create = []
@@ -76,4 +79,6 @@ def ensure_topics(settings: Settings, replication: int = 1) -> dict[str, str]:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise ServiceError(f"could not create topic {name}: {exc}") from exc
         result[name] = "created"
+    if identity == "admin" and settings.kafka_bootstrap is None:
+        create_acls(client, topic_acls(settings))
     return result

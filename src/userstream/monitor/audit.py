@@ -21,7 +21,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from userstream.cdc.schemas import registry_client
 from userstream.config import Settings
 from userstream.errors import UserstreamError
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import MONITOR_GROUP_PREFIX, client_config
 from userstream.store.cassandra import connect
 
 
@@ -105,13 +105,11 @@ def cassandra_ids(settings: Settings, keyspace: str | None = None) -> set[str]:
 def dlq_ids(settings: Settings, timeout_s: float = 60.0) -> tuple[set[str], int]:
     """Ids of the DLQ's records (from the Avro key, else an ``id`` header) and how many repeated."""
     consumer = Consumer(
-        with_logger(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"audit-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-            },
+        client_config(
+            settings,
+            "monitor",
             "audit",
+            **{"group.id": f"{MONITOR_GROUP_PREFIX}-audit-{uuid.uuid4()}", "enable.auto.commit": False},
         )
     )
     decode = AvroDeserializer(registry_client(settings))

@@ -16,14 +16,13 @@ samples (with its error), never an exception.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from userstream.config import Settings
+from userstream.kafka_clients import client_config
 from userstream.monitor.stall import StageSample
 from userstream.stream.offsets import stream_group
 
@@ -93,13 +92,13 @@ class StageProbe:
 
     def _kafka(self) -> Consumer:
         if self._consumer is None:
-            config: dict[str, Any] = {
-                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                "group.id": stream_group(self.settings),  # only read: this consumer never joins or commits
-                "enable.auto.commit": False,
-                "socket.timeout.ms": 5000,
-                "logger": logging.getLogger("userstream.kafka.stage-probe"),
-            }
+            config = client_config(
+                self.settings,
+                "monitor",
+                "stage-probe",
+                # only read: this consumer never joins or commits (DESCRIBE on the group is enough)
+                **{"group.id": stream_group(self.settings), "enable.auto.commit": False, "socket.timeout.ms": 5000},
+            )
             self._consumer = Consumer(config)
         return self._consumer
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from userstream.config import Settings
+from userstream.kafka_clients import jvm_client_props
 from userstream.runtime.archives import unpack_once
 from userstream.runtime.base import Health, Reporter, Service, classpath, java, maven_install, tcp_open
 from userstream.runtime.kafka import (
@@ -23,6 +24,9 @@ from userstream.secret_store import write_private
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 CONNECT_REBALANCE_DELAY_MS = 15_000
+# the worker's own clients take the unprefixed settings; producer./consumer./admin. are the ones it makes
+# for source tasks, sink tasks and topic creation
+KAFKA_CLIENT_PREFIXES = ("", "producer.", "consumer.", "admin.")
 CONNECT_REST_USER = "userstream"
 BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
 
@@ -150,6 +154,8 @@ class ConnectService(Service):
             "config.providers.dir.param.allowed.paths": str(s.secret_store.directory),
             # the REST API asks for a login (the JAAS file names the users file, see _write_rest_login)
             "rest.extension.classes": BASIC_AUTH_EXTENSION,
+            # its Kafka login: the worker's own clients, and those it makes for tasks and topic creation
+            **{k: v for prefix in KAFKA_CLIENT_PREFIXES for k, v in jvm_client_props(s, "connect", prefix).items()},
         }
 
     @property
@@ -172,7 +178,8 @@ class ConnectService(Service):
 
     def prepare(self) -> None:
         self._write_rest_login()
-        write_if_changed(self.worker_properties, render_properties(self.worker_config()))
+        # it holds the worker's Kafka password: private, like the secret files
+        write_private(self.worker_properties, render_properties(self.worker_config()))
         write_if_changed(
             self.log4j_config,
             log4j2_console_xml(

@@ -6,14 +6,17 @@ import base64
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from userstream.errors import ServiceError
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import LOCAL_MECHANISM, PRINCIPALS, client_config
 from userstream.runtime.base import Health, Reporter, Service, classpath, java, maven_install, tcp_open
+from userstream.runtime.kafka_acls import BROKER_USER, bootstrap_identities, broker_client_config
 from userstream.runtime.process import Program
+from userstream.secret_store import write_private
 
 # JVM flags for short-lived tools (StorageTool): start fast, stay small.
 TOOL_JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
@@ -77,11 +80,9 @@ def new_cluster_id() -> str:
             return cid
 
 
-def kafka_health(bootstrap: str, timeout_s: float = 2.0) -> Health:
+def kafka_health(config: dict[str, Any], timeout_s: float = 2.0) -> Health:
     """Ask the cluster for its metadata: proves the broker serves requests, not just that a port is open."""
-    admin = AdminClient(
-        with_logger({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 2000}, "health")
-    )
+    admin = AdminClient({**config, "log_level": 0, "socket.timeout.ms": 2000})
     try:
         md = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
@@ -89,6 +90,14 @@ def kafka_health(bootstrap: str, timeout_s: float = 2.0) -> Health:
     if not md.brokers:
         return Health(False, "no broker registered yet")
     return Health(True, f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s)")
+
+
+def _plain_jaas(password: str) -> str:
+    """The broker's PLAIN login: the client side (username/password) and the one user it accepts."""
+    return (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{BROKER_USER}" password="{password}" user_{BROKER_USER}="{password}";'
+    )
 
 
 class KafkaService(Service):
@@ -101,7 +110,7 @@ class KafkaService(Service):
 
     @property
     def ports(self) -> list[int]:
-        return [self.settings.kafka_port, self.settings.kafka_controller_port]
+        return [self.settings.kafka_port, self.settings.kafka_broker_port, self.settings.kafka_controller_port]
 
     # --- layout ----------------------------------------------------------------------------
     @property
@@ -132,17 +141,34 @@ class KafkaService(Service):
     def server_config(self) -> dict[str, object]:
         s = self.settings
         host = s.bind_host
+        broker_password = s.secret("kafka_broker_password")
         return {
             "process.roles": "broker,controller",
             "node.id": 1,
             # a static one-voter quorum: survives a change of controller port (a dynamic quorum
             # would have recorded the old endpoint in the metadata log)
             "controller.quorum.voters": f"1@{host}:{s.kafka_controller_port}",
-            "listeners": f"PLAINTEXT://{host}:{s.kafka_port},CONTROLLER://{host}:{s.kafka_controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{s.kafka_port}",
+            # CLIENT: the components, each with its SCRAM login; BROKER: the broker's own PLAIN login
+            # (inter-broker, bootstrapping); CONTROLLER: the same login. No listener takes anonymous clients.
+            "listeners": f"CLIENT://{host}:{s.kafka_port},BROKER://{host}:{s.kafka_broker_port},"
+            f"CONTROLLER://{host}:{s.kafka_controller_port}",
+            "advertised.listeners": f"CLIENT://{host}:{s.kafka_port},BROKER://{host}:{s.kafka_broker_port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "BROKER",
+            "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "listener.name.client.sasl.enabled.mechanisms": LOCAL_MECHANISM,
+            f"listener.name.client.{LOCAL_MECHANISM.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.broker.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.broker.plain.sasl.jaas.config": _plain_jaas(broker_password),
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": _plain_jaas(broker_password),
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{BROKER_USER};User:{PRINCIPALS['admin']}",
+            "allow.everyone.if.no.acl.found": False,
             "log.dirs": self.log_dirs,
             # one node: every internal topic with replication 1, or they never get created
             "default.replication.factor": 1,
@@ -168,7 +194,8 @@ class KafkaService(Service):
 
     def prepare(self) -> None:
         self.log_dirs.mkdir(parents=True, exist_ok=True)
-        write_if_changed(self.server_properties, render_properties(self.server_config()))
+        # it holds the broker's password: private, like the secret files
+        write_private(self.server_properties, render_properties(self.server_config()))
         write_if_changed(
             self.log4j_config,
             log4j2_console_xml(
@@ -233,10 +260,18 @@ class KafkaService(Service):
         ]
 
     def health(self) -> Health:
-        if not self.external and not tcp_open(self.settings.bind_host, self.settings.kafka_port):
+        s = self.settings
+        if self.external:
+            return kafka_health(client_config(s, "monitor", "health"))
+        if not tcp_open(s.bind_host, s.kafka_port):
             # don't let librdkafka retry a closed port for the whole timeout
-            return Health(False, f"port {self.settings.kafka_port} closed")
-        return kafka_health(self.settings.kafka_bootstrap_servers)
+            return Health(False, f"port {s.kafka_port} closed")
+        # the broker's own login: it works before the components' logins exist (see after_start)
+        return kafka_health(broker_client_config(s, "health"))
+
+    def after_start(self) -> None:
+        if not self.external:
+            bootstrap_identities(self.settings)
 
     def urls(self) -> dict[str, str]:
         return {"bootstrap": self.settings.kafka_bootstrap_servers}

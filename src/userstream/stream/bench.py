@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from userstream.config import Settings
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import client_config
 from userstream.stream import synthetic
 from userstream.stream.checks import count_rows, rows_by_id
 from userstream.stream.control import accepted_topic, ensure_job_running, job_conf, job_paths, stop_job
@@ -78,16 +78,17 @@ def _producer(settings: Settings) -> Any:
     from confluent_kafka import Producer
 
     return Producer(
-        with_logger(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
+        client_config(
+            settings,
+            "admin",  # the bench's producer stands in for Connect on the bench's own topic
+            "bench",
+            **{
                 "linger.ms": 20,
                 "batch.size": 1_000_000,
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": 500_000,
                 "acks": "all",
             },
-            "bench",
         )
     )
 

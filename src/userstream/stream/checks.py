@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from userstream.config import Settings
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import MONITOR_GROUP_PREFIX, client_config
 from userstream.stream.rules import read_dlq_headers
 
 _MIN_TOKEN, _MAX_TOKEN = -(2**63), 2**63 - 1
@@ -62,14 +62,15 @@ def read_topic(
     from confluent_kafka import Consumer
 
     consumer = Consumer(
-        with_logger(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"userstream-read-{uuid.uuid4()}",
+        client_config(
+            settings,
+            "monitor",
+            "checks",
+            **{
+                "group.id": f"{MONITOR_GROUP_PREFIX}-read-{uuid.uuid4()}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
             },
-            "checks",
         )
     )
     consumer.subscribe([topic])

@@ -46,6 +46,7 @@ from pyspark.sql.streaming.listener import (
 from pyspark.sql.streaming.query import StreamingQuery
 
 from userstream.config import Settings
+from userstream.kafka_clients import jvm_client_props
 from userstream.runtime.signals import stop_on_signals
 from userstream.store.cassandra import spark_auth_conf
 from userstream.stream import rules
@@ -297,6 +298,7 @@ class UsersBatch:
         (
             df.write.format("kafka")
             .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap_servers)
+            .options(**jvm_client_props(self.settings, "stream", "kafka."))
             .option("kafka.acks", "all")
             .option("kafka.linger.ms", "20")
             .option("kafka.compression.type", "lz4")
@@ -327,6 +329,7 @@ def kafka_stream(spark: SparkSession, settings: Settings, topic: str, max_offset
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**jvm_client_props(settings, "stream", "kafka."))
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
     )
@@ -430,12 +433,12 @@ def ensure_job_topics(settings: Settings) -> None:
     from userstream.cdc.topics import admin, align_retention, ensure_topics, retention_config
 
     try:
-        for topic, outcome in ensure_topics(settings).items():
+        for topic, outcome in ensure_topics(settings, identity="stream").items():
             if outcome != "exists":
                 log.info("topic %s: %s", topic, outcome)
     except Exception as exc:  # e.g. no rights on an external cluster: the query reports what is missing
         log.warning("could not ensure the users/DLQ topics: %s", exc)
-    client = admin(settings)
+    client = admin(settings, "stream")
     topic = accepted_topic(settings)
     if topic in client.list_topics(timeout=30).topics:
         for change in align_retention(client, topic, settings):

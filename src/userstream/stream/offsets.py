@@ -12,12 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from userstream.config import Settings
+from userstream.kafka_clients import client_config
 
 __all__ = ["OffsetCommitter", "stream_group"]
 
@@ -42,11 +42,7 @@ class OffsetCommitter:
 
     def __init__(self, settings: Settings, admin: Callable[[], AdminClient] | None = None) -> None:
         self.group = stream_group(settings)
-        config: dict[str, Any] = {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "socket.timeout.ms": 10000,
-            "logger": logging.getLogger("userstream.kafka.stream-offsets"),  # librdkafka's lines to our log
-        }
+        config = client_config(settings, "stream", "stream-offsets", **{"socket.timeout.ms": 10000})
         self._new_admin = admin or (lambda: AdminClient(config))
         self._admin = self._new_admin()
         self._lock = threading.Lock()

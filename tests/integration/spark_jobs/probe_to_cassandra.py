@@ -7,6 +7,7 @@ Both write (k text, v text, n int); the range mode also round-trips rows through
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -18,6 +19,8 @@ def from_kafka(spark: SparkSession, bootstrap: str, topic: str) -> DataFrame:
     raw = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap)
+        # the Kafka login (security.protocol, sasl.*), from the environment like the Cassandra one
+        .options(**json.loads(os.environ["PROBE_KAFKA_OPTIONS"]))
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("endingOffsets", "latest")

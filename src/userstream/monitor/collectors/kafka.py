@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from userstream.config import Settings
-from userstream.kafkalog import with_logger
+from userstream.kafka_clients import MONITOR_GROUP_PREFIX, client_config
 from userstream.monitor.collectors.base import Budget, Reconnecting, short
 from userstream.monitor.models import ConsumerLag, KafkaSection, ReasonCount, SparkSection, TopicOffsets
 from userstream.runtime.base import tcp_open
@@ -26,7 +26,7 @@ from userstream.runtime.base import tcp_open
 __all__ = ["MONITOR_GROUP", "KafkaCollector", "reason_from_headers", "spark_lags"]
 
 # only assign() is used with this group: nothing is ever committed, it never shows up as a consumer
-MONITOR_GROUP = "userstream-monitor"
+MONITOR_GROUP = MONITOR_GROUP_PREFIX
 
 # DLQ header names that may carry the failure reason, most specific first
 _REASON_HEADERS = ("dlq.reason", "reason", "error", "error.message", "x-reason", "exception")
@@ -44,25 +44,26 @@ class KafkaCollector:
 
     def _build(self) -> KafkaClients:
         common: dict[str, Any] = {
-            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
             "socket.timeout.ms": 3000,
             "socket.connection.setup.timeout.ms": 2000,
             "reconnect.backoff.max.ms": 2000,
             "log.connection.close": False,
         }
         consumer = Consumer(
-            with_logger(
-                {
-                    **common,
+            client_config(
+                self.settings,
+                "monitor",
+                "monitor",
+                **common,
+                **{
                     "group.id": MONITOR_GROUP,
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
                     "auto.offset.reset": "earliest",
                 },
-                "monitor",
             )
         )
-        return consumer, AdminClient(with_logger(common, "monitor"))
+        return consumer, AdminClient(client_config(self.settings, "monitor", "monitor", **common))
 
     def close(self) -> None:
         self.clients.close()

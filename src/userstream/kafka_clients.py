@@ -1,0 +1,99 @@
+"""Every Kafka client's config, with its component's identity: one place, so none connects anonymously.
+
+Our broker (see ``runtime.kafka``) takes SASL/SCRAM-SHA-512 on its client listener, one generated login per
+component, and authorizes each with ACLs (``runtime.kafka_acls``). An external cluster
+(``USERSTREAM_KAFKA_BOOTSTRAP``) takes what its settings say: ``kafka_security_protocol``, the SASL
+mechanism and login, and a CA file; there the one configured login serves every component.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from userstream.config import Settings
+from userstream.kafkalog import with_logger
+from userstream.secret_store import SecretName
+
+__all__ = [
+    "MONITOR_GROUP_PREFIX",
+    "PASSWORD_SECRETS",
+    "PRINCIPALS",
+    "KafkaIdentity",
+    "client_config",
+    "jvm_client_props",
+    "login",
+]
+
+KafkaIdentity = Literal["admin", "connect", "stream", "monitor"]
+# the SCRAM user of each identity on our broker (ACL principals are "User:<name>")
+PRINCIPALS: dict[KafkaIdentity, str] = {
+    "admin": "userstream-admin",
+    "connect": "userstream-connect",
+    "stream": "userstream-stream",
+    "monitor": "userstream-monitor",
+}
+PASSWORD_SECRETS: dict[KafkaIdentity, SecretName] = {
+    "admin": "kafka_admin_password",
+    "connect": "kafka_connect_password",
+    "stream": "kafka_stream_password",
+    "monitor": "kafka_monitor_password",
+}
+# the monitor may join only groups named so (the dashboard's, the audit's, the checks')
+MONITOR_GROUP_PREFIX = "userstream-monitor"
+LOCAL_PROTOCOL = "SASL_PLAINTEXT"
+LOCAL_MECHANISM = "SCRAM-SHA-512"
+
+
+def _security(settings: Settings) -> tuple[str, str]:
+    """(security.protocol, sasl.mechanism) of the cluster the settings point at."""
+    if settings.kafka_bootstrap is None:
+        return LOCAL_PROTOCOL, LOCAL_MECHANISM
+    return settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+
+
+def login(settings: Settings, identity: KafkaIdentity) -> tuple[str, str] | None:
+    """(user, password) of ``identity``, or None where the cluster takes no SASL login."""
+    protocol, _ = _security(settings)
+    if not protocol.startswith("SASL"):
+        return None
+    if settings.kafka_bootstrap is not None:
+        return settings.kafka_sasl_username or "", settings.kafka_sasl_password or ""
+    return PRINCIPALS[identity], settings.secret(PASSWORD_SECRETS[identity])
+
+
+def client_config(settings: Settings, identity: KafkaIdentity, client: str, **extra: Any) -> dict[str, Any]:
+    """A librdkafka (confluent-kafka) config: bootstrap, security, ``extra``, and the logger of ``client``."""
+    protocol, mechanism = _security(settings)
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers, "security.protocol": protocol}
+    creds = login(settings, identity)
+    if creds is not None:
+        config |= {"sasl.mechanism": mechanism, "sasl.username": creds[0], "sasl.password": creds[1]}
+    if protocol.endswith("SSL") and settings.kafka_ssl_ca_file is not None:
+        config["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
+    return with_logger({**config, **extra}, client)
+
+
+def _jaas_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def jvm_client_props(settings: Settings, identity: KafkaIdentity, prefix: str = "") -> dict[str, str]:
+    """The same for a Java client (Connect's worker with its ``producer.``/``consumer.``/``admin.`` prefixes,
+    the Spark job's ``kafka.`` options). Java clients log ``sasl.jaas.config`` as [hidden]."""
+    protocol, mechanism = _security(settings)
+    props = {"security.protocol": protocol}
+    creds = login(settings, identity)
+    if creds is not None:
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        props |= {
+            "sasl.mechanism": mechanism,
+            "sasl.jaas.config": f'{module} required username="{_jaas_quote(creds[0])}" '
+            f'password="{_jaas_quote(creds[1])}";',
+        }
+    if protocol.endswith("SSL") and settings.kafka_ssl_ca_file is not None:
+        props |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(settings.kafka_ssl_ca_file)}
+    return {f"{prefix}{key}": value for key, value in props.items()}
