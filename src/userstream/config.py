@@ -215,6 +215,12 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"
 
     @property
+    def accepted_topic(self) -> str:
+        """The streaming job's own topic of accepted users (id, nat, fetched_at) that feeds the per-minute
+        aggregate. Per keyspace, so two jobs on one users topic never count each other's records."""
+        return f"{self.users_topic}.accepted.{self.cassandra_keyspace}"
+
+    @property
     def connect_endpoint(self) -> str:
         return self.connect_url or f"http://{self.bind_host}:{self.connect_port}"
 

@@ -108,7 +108,8 @@ def test_each_identity_may_do_only_what_its_acls_grant(
     require_services("kafka")
     tag = f"rt-acl-{uuid.uuid4().hex[:8]}"
     own = settings.model_copy(update={"users_topic": tag, "dlq_topic": f"{tag}.dlq"})
-    assert ensure_topics(own) == {tag: "created", f"{tag}.dlq": "created"}  # as admin, with the topics' ACLs
+    created = {tag: "created", f"{tag}.dlq": "created", own.accepted_topic: "created"}
+    assert ensure_topics(own) == created  # as admin, with the topics' ACLs
 
     assert _produce_one(own, "connect", tag) is None  # Connect writes the users topic
     denied = _produce_one(own, "monitor", tag)  # the monitor only reads

@@ -1,5 +1,5 @@
-"""`userstream secrets rotate postgres` on running services: the old password stops working, every
-dependent (the registry, the CDC connector) works with the new one, with no manual step."""
+"""`userstream secrets rotate postgres|kafka` on running services: the old password stops working, every
+dependent (the registry, the CDC connector, Connect's worker) works with the new one, with no manual step."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from userstream.cdc import connector_status, ensure_connector
 from userstream.cdc.connector import SLOT_NAME
 from userstream.config import Settings
+from userstream.kafka_clients import client_config
+from userstream.runtime.connect import ConnectService
 from userstream.runtime.registry import RegistryService
 from userstream.runtime.secrets import rotate
 from userstream.runtime.stack import Stack
@@ -54,3 +58,31 @@ def _slot_reader(settings: Settings) -> int | None:
         if (row and row[0]) or time.monotonic() > deadline:
             return int(row[0]) if row and row[0] else None
         time.sleep(1)
+
+
+def test_rotating_the_kafka_logins_keeps_connect_working(
+    require_services: Callable[..., Stack], settings: Settings
+) -> None:
+    require_services("postgres", "kafka", "registry", "connect")
+    apply_postgres_schema(settings)
+    ensure_connector(settings)
+    old = client_config(settings, "admin", "test", **{"socket.timeout.ms": 3000})
+    old_connect = settings.secret("kafka_connect_password")
+    rotated = rotate(settings, "kafka")
+    assert set(rotated) == {"kafka_broker_password", "kafka_admin_password", "kafka_connect_password",
+                            "kafka_stream_password", "kafka_monitor_password"}  # fmt: skip
+    assert settings.secret("kafka_connect_password") != old_connect
+    with pytest.raises(KafkaException):
+        AdminClient(old).list_topics(timeout=6)  # the old login is gone
+    assert settings.users_topic in AdminClient(client_config(settings, "admin", "test")).list_topics(timeout=10).topics
+    # Connect was restarted with its new login: its worker and our connector's task run
+    deadline = time.monotonic() + 120
+    while True:
+        status = connector_status(settings)
+        states = [status["connector"]["state"], *(t["state"] for t in status["tasks"])]
+        if (set(states) == {"RUNNING"} and len(states) == 2) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert set(states) == {"RUNNING"} and len(states) == 2, status
+    health = ConnectService(settings).health()
+    assert health.healthy, health.detail

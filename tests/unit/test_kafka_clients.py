@@ -11,7 +11,6 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 from userstream.config import Settings
 from userstream.kafka_clients import PRINCIPALS, client_config, jvm_client_props, login
 from userstream.runtime.kafka_acls import identity_acls, topic_acls
-from userstream.stream.control import accepted_topic
 
 
 @pytest.fixture
@@ -66,7 +65,7 @@ def test_acls_grant_least_privilege(ours: Settings) -> None:
         key = (b.restype.name, b.resource_pattern_type.name, b.name, b.operation.name)
         by_principal.setdefault(b.principal, set()).add(key)
     assert set(by_principal) == {f"User:{PRINCIPALS[i]}" for i in ("connect", "stream", "monitor")}  # admin: super
-    users, dlq, accepted = ours.users_topic, ours.dlq_topic, accepted_topic(ours)
+    users, dlq, accepted = ours.users_topic, ours.dlq_topic, ours.accepted_topic
     connect = by_principal["User:userstream-connect"]
     stream = by_principal["User:userstream-stream"]
     monitor = by_principal["User:userstream-monitor"]

@@ -65,7 +65,7 @@ def test_paths_are_per_topic_and_keyspace(tmp_path: Path) -> None:
     assert a.progress == tmp_path.resolve() / "data" / "stream" / "progress.json"
     assert a.checkpoint != b.checkpoint and a.checkpoint.parent == b.checkpoint.parent
     assert a.users_checkpoint.name == "users" and a.aggregate_checkpoint.name == "country_minute"
-    assert control.accepted_topic(s) == "users.raw.accepted.spark_streams"
+    assert s.accepted_topic == "users.raw.accepted.spark_streams"
 
 
 def test_job_conf_follows_settings() -> None:

@@ -48,6 +48,7 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     return {
         settings.users_topic: {**common, "compression.type": "producer"},
         settings.dlq_topic: dict(common),
+        settings.accepted_topic: dict(common),  # the streaming job's own (feeds the per-minute aggregate)
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -31,7 +32,6 @@ from userstream.config import Settings
 from userstream.errors import ServiceError
 from userstream.kafka_clients import MONITOR_GROUP_PREFIX, PASSWORD_SECRETS, PRINCIPALS, KafkaIdentity, client_config
 from userstream.kafkalog import with_logger
-from userstream.stream.control import accepted_topic
 
 __all__ = [
     "BROKER_USER",
@@ -82,7 +82,7 @@ def identity_acls(settings: Settings) -> list[AclBinding]:
 def topic_acls(settings: Settings) -> list[AclBinding]:
     """The pipeline's topics of these settings (a bench's settings name its own): who reads, who writes."""
     topic = ResourceType.TOPIC
-    users, dlq, accepted = settings.users_topic, settings.dlq_topic, accepted_topic(settings)
+    users, dlq, accepted = settings.users_topic, settings.dlq_topic, settings.accepted_topic
     return [
         _acl("connect", topic, users, AclOperation.WRITE),
         _acl("connect", topic, users, AclOperation.DESCRIBE),
@@ -110,13 +110,26 @@ def broker_client_config(settings: Settings, client: str) -> dict[str, Any]:
     )
 
 
-def create_acls(client: AdminClient, bindings: list[AclBinding]) -> None:
-    """Idempotent: creating an ACL that exists is a no-op on the broker."""
+def create_acls(client: AdminClient, bindings: list[AclBinding], timeout_s: float = 30.0) -> None:
+    """Idempotent (creating an ACL that exists is a no-op); returns once the broker authorizes with them:
+    the controller commits an ACL before the broker applies it, and a producer refused in between fails
+    its records for good (TOPIC_AUTHORIZATION_FAILED is not retried)."""
     for binding, future in client.create_acls(bindings, request_timeout=30).items():
         try:
             future.result(30)
         except KafkaException as exc:
             raise ServiceError(f"kafka: could not create the ACL {binding}: {exc}") from exc
+    # None matches any name, principal and host (the stubs say str)
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
+                                  AclOperation.ANY, AclPermissionType.ANY)  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = set(bindings) - set(client.describe_acls(everything, request_timeout=10).result(15))
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(f"kafka: {len(missing)} ACL(s) created but not applied after {timeout_s:.0f}s")
+        time.sleep(0.2)
 
 
 def bootstrap_identities(settings: Settings, timeout_s: float = 60.0) -> None:

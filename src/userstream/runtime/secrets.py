@@ -18,15 +18,24 @@ from userstream.monitor.service import DashboardService
 from userstream.runtime.airflow import ADMIN_USER, AirflowService
 from userstream.runtime.base import Reporter, Service, SilentReporter
 from userstream.runtime.connect import ConnectService
+from userstream.runtime.kafka import KafkaService
 from userstream.runtime.postgres import PostgresService
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.registry import RegistryService
 from userstream.secret_store import SECRET_NAMES, SecretName
+from userstream.stream import ensure_job_running, stop_job
 
 ROTATABLE: dict[str, tuple[SecretName, ...]] = {
     "postgres": ("postgres_password",),
     "airflow": ("airflow_admin_password", "airflow_api_secret_key", "airflow_jwt_secret"),
     "dashboard": ("dashboard_token",),
+    "kafka": (
+        "kafka_broker_password",
+        "kafka_admin_password",
+        "kafka_connect_password",
+        "kafka_stream_password",
+        "kafka_monitor_password",
+    ),
 }
 
 
@@ -73,6 +82,8 @@ def rotate(settings: Settings, service: str | None = None, reporter: Reporter | 
     for name in chosen:
         if name == "postgres":
             _rotate_postgres(settings, processes, reporter)
+        elif name == "kafka":
+            _rotate_kafka(settings, processes, reporter)
         else:
             for secret in ROTATABLE[name]:
                 settings.secret_store.rotate(secret)
@@ -104,6 +115,28 @@ def _rotate_postgres(settings: Settings, processes: ProcessManager, reporter: Re
         reporter.step("connect: the CDC connector restarted with the new database password")
         ensure_connector(settings)  # an external Connect holds the password itself: updated here
         restart_connector(settings)  # ours names the secret's file: a restart reads it again
+
+
+def _rotate_kafka(settings: Settings, processes: ProcessManager, reporter: Reporter) -> None:
+    kafka = KafkaService(settings, processes)
+    if kafka.external:
+        raise ConfigError(
+            "Kafka is external (USERSTREAM_KAFKA_BOOTSTRAP): its logins are not ours to rotate",
+            fix="rotate them on that cluster and update USERSTREAM_KAFKA_SASL_PASSWORD",
+        )
+    if not kafka.running():
+        raise ConfigError("Kafka is not running: the logins are changed on the broker",
+                          fix="`userstream up kafka`, then rotate again")  # fmt: skip
+    for secret in ROTATABLE["kafka"]:
+        settings.secret_store.rotate(secret)
+    # the broker's own login is in its config: a restart; its start sets every component's SCRAM login again
+    _restart_if_running(kafka, reporter)
+    # these hold a login in a client made at start: restarted to make new ones
+    for dependent in (ConnectService(settings, processes), DashboardService(settings, processes)):
+        _restart_if_running(dependent, reporter)
+    if stop_job(settings):
+        reporter.step("stream: restarting the streaming job with its new Kafka login")
+        ensure_job_running(settings)
 
 
 def _restart_if_running(service: Service, reporter: Reporter) -> None:

@@ -26,7 +26,7 @@ from userstream.config import Settings
 from userstream.kafka_clients import client_config
 from userstream.stream import synthetic
 from userstream.stream.checks import count_rows, rows_by_id
-from userstream.stream.control import accepted_topic, ensure_job_running, job_conf, job_paths, stop_job
+from userstream.stream.control import ensure_job_running, job_conf, job_paths, stop_job
 from userstream.stream.progress import read_progress
 from userstream.stream.rules import COLUMNS
 
@@ -357,7 +357,7 @@ def bench_stream(
         session.cluster.shutdown()
         if not keep:
             client = admin(bench)
-            client.delete_topics([topic, bench.dlq_topic, accepted_topic(bench)], operation_timeout=30)
+            client.delete_topics([topic, bench.dlq_topic, bench.accepted_topic], operation_timeout=30)
     return result
 
 

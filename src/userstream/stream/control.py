@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from userstream.cdc.topics import ensure_topics
 from userstream.config import Settings
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.spark_submit import SparkSubmit, build_submit
+from userstream.secret_store import write_private
 from userstream.stream.progress import read_progress
 
 PROGRAM = "stream"
@@ -66,14 +68,6 @@ def job_paths(settings: Settings, name: str = PROGRAM) -> JobPaths:
     return JobPaths(state=state, progress=state / "progress.json", checkpoint=checkpoint)
 
 
-def accepted_topic(settings: Settings) -> str:
-    """The job's own topic of accepted users (id, nat, fetched_at) that feeds the per-minute aggregate.
-
-    Per keyspace, so two jobs on one users topic never count each other's records.
-    """
-    return f"{settings.users_topic}.accepted.{settings.cassandra_keyspace}"
-
-
 FAIR_SCHEDULER_FILE = Path(__file__).with_name("fairscheduler.xml")
 
 
@@ -105,7 +99,8 @@ def job_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.query.retry.count": "10",
         # keep the executor's Cassandra session between micro-batches (default: closed after 5 s idle)
         "spark.cassandra.connection.keepAliveMS": "120000",
-        "spark.executor.extraJavaOptions": AVRO_LIMITS,
+        # a fixed, pre-touched heap (as the servers'): the executor's memory stays flat in a long run
+        "spark.executor.extraJavaOptions": f"{AVRO_LIMITS} -Xms{settings.spark_executor_memory} -XX:+AlwaysPreTouch",
         "spark.driver.extraJavaOptions": AVRO_LIMITS,
         "spark.driver.memory": "768m",
         # the micro-batch cache lives a few seconds: compressing it costs more CPU than it saves
@@ -147,15 +142,16 @@ def build_job_submit(
     payload = _settings_payload(settings)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
     settings_file = paths.state / f"settings-{digest}.json"
-    if not settings_file.exists():
-        settings_file.write_text(payload)
+    # an external cluster's login may be in it: private, like the secret files
+    write_private(settings_file, payload)
     args = ["--settings", str(settings_file), "--name", name]
     conf = {**job_conf(settings), **(extra_conf or {})}
     return build_submit(settings, ENTRY, args, conf=conf, name=f"userstream-{name}")
 
 
 def ensure_job_running(settings: Settings, *, name: str = PROGRAM, extra_conf: Mapping[str, str] | None = None) -> str:
-    """Apply the Cassandra schema, then start the job unless it already runs with these settings.
+    """Apply the Cassandra schema and the Kafka topics with their ACLs (as the admins: the job itself runs
+    with least privilege), then start the job unless it already runs with these settings.
 
     Returns "running" (nothing to do) or "started" (started, or restarted with changed settings or conf).
     ``extra_conf`` overrides Spark properties of :func:`job_conf` (benchmarks, tuning).
@@ -163,6 +159,7 @@ def ensure_job_running(settings: Settings, *, name: str = PROGRAM, extra_conf: M
     from userstream.store.cassandra import apply_cassandra_schema
 
     apply_cassandra_schema(settings)
+    ensure_topics(settings)
     processes = ProcessManager(settings)
     submit = build_job_submit(settings, name, extra_conf)
     conf_file = processes.programs_dir / f"{name}.conf"
@@ -212,7 +209,7 @@ def job_status(settings: Settings, *, name: str = PROGRAM) -> dict[str, Any]:
         "pid": processes.pid(name),
         "users_topic": settings.users_topic,
         "dlq_topic": settings.dlq_topic,
-        "accepted_topic": accepted_topic(settings),
+        "accepted_topic": settings.accepted_topic,
         "keyspace": settings.cassandra_keyspace,
         "checkpoint": str(paths.checkpoint),
         "progress_file": str(paths.progress),

@@ -50,7 +50,7 @@ from userstream.kafka_clients import jvm_client_props
 from userstream.runtime.signals import stop_on_signals
 from userstream.store.cassandra import spark_auth_conf
 from userstream.stream import rules
-from userstream.stream.control import JobPaths, accepted_topic, job_paths
+from userstream.stream.control import JobPaths, job_paths
 from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
 from userstream.stream.progress import ProgressTracker
@@ -238,7 +238,7 @@ class UsersBatch:
         self.sessions = sessions
         self.schemas = schemas
         self.tracker = tracker
-        self.accepted = accepted_topic(settings)
+        self.accepted = settings.accepted_topic
 
     def _prepare(self, framed: DataFrame) -> DataFrame:
         known = self.schemas.known
@@ -372,7 +372,7 @@ def start_aggregate_query(
 ) -> StreamingQuery:
     schema = "id STRING, nat STRING, fetched_at TIMESTAMP"
     # uncapped: it triggers seldom, so a cap sized for the users query would leave it ever further behind
-    accepted = kafka_stream(spark, settings, accepted_topic(settings)).select(
+    accepted = kafka_stream(spark, settings, settings.accepted_topic).select(
         F.from_json(F.col("value").cast("string"), schema).alias("a")
     )
     counts = (
@@ -426,32 +426,17 @@ class ProgressListener(StreamingQueryListener):
 
 
 def ensure_job_topics(settings: Settings) -> None:
-    """The users and DLQ topics (the pipeline's own bootstrap function: a job started before the CDC must not
-    crash-loop on a missing topic) and the job's accepted topic."""
-    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
-
-    from userstream.cdc.topics import admin, align_retention, ensure_topics, retention_config
+    """The job's topics, with its own login: the control plane (``ensure_job_running``) made them and their
+    ACLs; here their retention is kept in line, and the accepted topic, the one this login may create, is
+    made if it went missing. A job started before the CDC must not crash-loop on a missing topic."""
+    from userstream.cdc.topics import ensure_topics
 
     try:
         for topic, outcome in ensure_topics(settings, identity="stream").items():
             if outcome != "exists":
                 log.info("topic %s: %s", topic, outcome)
     except Exception as exc:  # e.g. no rights on an external cluster: the query reports what is missing
-        log.warning("could not ensure the users/DLQ topics: %s", exc)
-    client = admin(settings, "stream")
-    topic = accepted_topic(settings)
-    if topic in client.list_topics(timeout=30).topics:
-        for change in align_retention(client, topic, settings):
-            log.info("topic %s: %s", topic, change)
-        return
-    config = retention_config(settings)
-    future = client.create_topics([NewTopic(topic, settings.topic_partitions, 1, config=config)])[topic]
-    try:
-        future.result(30)
-        log.info("created topic %s", topic)
-    except Exception as exc:
-        if "TOPIC_ALREADY_EXISTS" not in str(exc):
-            raise
+        log.warning("could not ensure the job's topics: %s", exc)
 
 
 def load_settings(path: Path) -> Settings:
@@ -466,7 +451,7 @@ def run(settings: Settings, name: str) -> int:
             "name": name,
             "users_topic": settings.users_topic,
             "dlq_topic": settings.dlq_topic,
-            "accepted_topic": accepted_topic(settings),
+            "accepted_topic": settings.accepted_topic,
             "keyspace": settings.cassandra_keyspace,
             "checkpoint": str(paths.checkpoint),
             "trigger_interval": settings.spark_trigger_interval,
