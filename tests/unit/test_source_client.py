@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -253,6 +255,29 @@ def test_non_object_records_are_rejected_not_raised() -> None:
     assert [(r.index, r.raw) for r in page.rejected] == [(1, None), (2, "x"), (3, 7)]
     assert page.rejected[0].reason == "record is a JSON null, not an object"
     assert len(page) == 5
+
+
+def test_a_lone_surrogate_costs_its_record_not_the_page() -> None:
+    """msgspec refuses a body with a lone surrogate escape; the page is not retried for ever: the record
+    with it is rejected (kept escaped, so nothing is lost), the others land."""
+    good = GEN.users(SEED, 1, 3)
+    bad = json.dumps({**good[1], "phone": "\ud800"})  # ensure_ascii: the escape as a server sends it
+    text = '{"results": [' + ", ".join([json.dumps(good[0]), bad, json.dumps(good[2])]) + '], "info": {"page": 1}}'
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, content=text.encode(), headers={"content-type": "application/json"})
+
+    with mock_client(handler) as client:
+        page = client.fetch_page(1)
+    assert calls == 1
+    assert [a.index for a in page.accepted] == [0, 2]
+    assert [a.row.id for a in page.accepted] == [UUID(good[0]["login"]["uuid"]), UUID(good[2]["login"]["uuid"])]
+    (rejected,) = page.rejected
+    assert rejected.index == 1 and "lone UTF-16 surrogate" in rejected.reason
+    assert "\\ud800" in rejected.raw_json() and json.loads(json.loads(rejected.raw_json()))["phone"] == "\ud800"
 
 
 def test_retry_after_http_date_and_cap() -> None:

@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from userstream.config import Settings, get_settings
 from userstream.errors import SourceError
 from userstream.model import ApiUser, UserRow, to_row, validation_reason
-from userstream.source.decode import decode_body, decode_user_row
+from userstream.source.decode import decode_body, decode_body_lenient, decode_user_row
 
 __all__ = ["AcceptedUser", "PageOutOfRange", "PageResult", "RejectedRecord", "SourceClient"]
 
@@ -380,7 +380,10 @@ class SourceClient:
             with _gc_paused():
                 body = decode_body(resp.content)
         except msgspec.DecodeError as exc:
-            raise _Retryable(f"malformed body ({len(resp.content)} bytes): {exc}") from exc
+            lenient = decode_body_lenient(resp.content)
+            if lenient is None:
+                raise _Retryable(f"malformed body ({len(resp.content)} bytes): {exc}") from exc
+            body = lenient  # JSON after all, with lone surrogates msgspec refuses: those records are rejected
         except msgspec.ValidationError as exc:
             raise _Retryable(f"body is not an object with a 'results' list: {exc}") from exc
         results = body.results
@@ -436,7 +439,12 @@ class SourceClient:
                 accepted.append(AcceptedUser(index, text, row))
                 continue
             # the slow path: pydantic accepts the record after all, or says why it is rejected
-            raw = msgspec.json.decode(record)
+            try:
+                raw = msgspec.json.decode(record)
+            except msgspec.DecodeError as exc:  # a lone surrogate (a lenient page's record): no text holds it
+                reason = f"record holds a lone UTF-16 surrogate escape, which no text can carry ({exc})"
+                rejected.append(RejectedRecord(seed, page, index, reason, text, fetched_at))
+                continue
             if not isinstance(raw, dict):
                 reason = f"record is a JSON {'null' if raw is None else type(raw).__name__}, not an object"
                 rejected.append(RejectedRecord(seed, page, index, reason, raw, fetched_at))

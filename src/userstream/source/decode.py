@@ -10,6 +10,7 @@ reason reads as before.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
@@ -19,7 +20,7 @@ import msgspec
 
 from userstream.model import ApiUser, UserRow, to_row
 
-__all__ = ["Body", "decode_body", "decode_user_row"]
+__all__ = ["Body", "decode_body", "decode_body_lenient", "decode_user_row"]
 
 
 class _Name(msgspec.Struct, frozen=True):
@@ -115,13 +116,34 @@ def decode_body(content: bytes) -> Body:
     return _body_decoder.decode(content)
 
 
+def decode_body_lenient(content: bytes) -> Body | None:
+    """A body msgspec refused, parsed by Python's json, which takes lone surrogate escapes (``"\\ud800"``):
+    one such string must cost its record (rejected with the reason), not the page (retried for ever).
+    Each record comes back as JSON bytes, with ``\\u`` escapes where it holds a lone surrogate (msgspec then
+    refuses that record alone). None when the body is no JSON object with a results list after all."""
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("results"), list):
+        return None
+    records = []
+    for record in parsed["results"]:
+        try:
+            records.append(msgspec.Raw(json.dumps(record, ensure_ascii=False).encode()))
+        except UnicodeEncodeError:  # a lone surrogate: kept escaped, so nothing is lost
+            records.append(msgspec.Raw(json.dumps(record).encode()))
+    info = parsed.get("info")
+    return Body(results=records, info=info, error=parsed.get("error"))
+
+
 def decode_user_row(raw: msgspec.Raw, fetched_at: datetime) -> UserRow | None:
     """The record's flat row, or None when the fast path refuses it (the slow path then decides)."""
     if _SUB_MICROSECOND.search(raw):
         return None
     try:
         user = _user_decoder.decode(raw)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     # _User mirrors ApiUser field for field: to_row reads the same attributes
     return to_row(cast(ApiUser, user), fetched_at)
