@@ -105,7 +105,9 @@ def test_show_lists_every_secret_and_the_logins(tmp_path: Path) -> None:
 
 def test_rotate_refuses_an_unknown_service_and_an_overridden_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="choose from"):
-        rotate(Settings(data_dir=tmp_path), "kafka")
+        rotate(Settings(data_dir=tmp_path), "cassandra")  # its logins are set from the store at each start
+    with pytest.raises(ConfigError, match="Kafka is not running"):  # the logins are changed on the broker
+        rotate(Settings(data_dir=tmp_path, kafka_port=1), "kafka")
     with pytest.raises(ConfigError, match="USERSTREAM_DASHBOARD_TOKEN"):
         rotate(Settings(data_dir=tmp_path, dashboard_token="pinned"), "dashboard")
 

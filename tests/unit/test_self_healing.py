@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -14,8 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from userstream.config import Settings
+from userstream.errors import ServiceError
 from userstream.monitor.stall import StageSample, StallRule
 from userstream.runtime.backoff import Backoff
+from userstream.runtime.base import Health, Service
+from userstream.runtime.process import Program
 from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
 
@@ -237,3 +241,40 @@ def test_offset_mirror_rebuilds_its_admin_client_after_a_failure_and_commits_the
     finally:
         committer.close()
     assert calls[0] == calls[1] == [("users.raw", 0, 10), ("users.raw", 1, 7)], "retried on a new client"
+
+
+class _HealsWhenRecovered(Service):
+    """Unhealthy until its recover() ran twice (a FAILED task restarted, say)."""
+
+    name = "probe"
+    recover_every_s = 0.01
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.recovered = 0
+
+    @property
+    def external(self) -> bool:
+        return True  # no programs to supervise
+
+    def programs(self) -> list[Program]:
+        return []
+
+    def health(self) -> Health:
+        return Health(self.recovered >= 2, f"recovered {self.recovered}x")
+
+    def recover(self) -> None:
+        self.recovered += 1
+
+
+def test_a_starting_service_takes_its_recovery_steps_until_healthy(tmp_path: Path) -> None:
+    service = _HealsWhenRecovered(Settings(data_dir=tmp_path))
+    service.wait_healthy(timeout_s=10)
+    assert service.recovered == 2  # and no more once healthy
+
+
+def test_a_service_that_cannot_recover_still_times_out_with_its_health(tmp_path: Path) -> None:
+    service = _HealsWhenRecovered(Settings(data_dir=tmp_path))
+    service.recover = lambda: None  # type: ignore[method-assign]
+    with pytest.raises(ServiceError, match="recovered 0x"):
+        service.wait_healthy(timeout_s=1)

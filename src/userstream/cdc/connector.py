@@ -10,7 +10,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from userstream.config import Settings
 from userstream.errors import ServiceError
-from userstream.runtime.connect import DEBEZIUM_POSTGRES_CONNECTOR, avro_converter_config, rest_client
+from userstream.runtime.connect import (
+    DEBEZIUM_POSTGRES_CONNECTOR,
+    avro_converter_config,
+    rest_client,
+    restart_failed_parts,
+)
 from userstream.store.postgres import PUBLICATION
 
 CONNECTOR_NAME = "userstream-users-cdc"
@@ -153,16 +158,7 @@ def restart_failed(settings: Settings) -> list[str]:
 
 
 def _restart_failed(http: httpx.Client) -> list[str]:
-    resp = http.get(f"/connectors/{CONNECTOR_NAME}/status")
-    if resp.status_code != 200:
-        return []
-    status = resp.json()
-    failed = [f"task {t.get('id')}" for t in status.get("tasks", []) if t.get("state") == "FAILED"]
-    if status.get("connector", {}).get("state") == "FAILED":
-        failed.insert(0, "connector")
-    if failed:
-        http.post(f"/connectors/{CONNECTOR_NAME}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
-    return failed
+    return restart_failed_parts(http, CONNECTOR_NAME)
 
 
 def _wait_running(http: httpx.Client, wait_s: float) -> None:

@@ -48,6 +48,7 @@ class Service(ABC):
     name: ClassVar[str]
     depends_on: ClassVar[tuple[str, ...]] = ()
     start_timeout_s: ClassVar[float] = 120.0
+    recover_every_s: ClassVar[float] = 10.0  # between two recover() steps while starting unhealthy
 
     def __init__(self, settings: Settings, processes: ProcessManager | None = None) -> None:
         self.settings = settings
@@ -80,6 +81,10 @@ class Service(ABC):
 
     def after_start(self) -> None:
         """Work once healthy (e.g. create a role); idempotent."""
+
+    def recover(self) -> None:
+        """A step toward health the service can take by itself, tried every ``recover_every_s`` while it starts
+        unhealthy (default: none)."""
 
     def urls(self) -> dict[str, str]:
         """Human-facing endpoints, printed by ``up``."""
@@ -116,10 +121,14 @@ class Service(ABC):
     def wait_healthy(self, timeout_s: float | None = None) -> None:
         deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
         last = Health(False, "not probed")
+        next_recover = time.monotonic() + self.recover_every_s
         while time.monotonic() < deadline:
             last = self.health()
             if last.healthy:
                 return
+            if time.monotonic() >= next_recover:
+                self.recover()
+                next_recover = time.monotonic() + self.recover_every_s
             if not self.external:
                 dead = [p.name for p in self.programs() if self.processes.state(p.name) in {"FATAL", "EXITED"}]
                 if dead:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,8 @@ from userstream.runtime.kafka import (
 from userstream.runtime.process import Program
 from userstream.runtime.registry import registry_native_url
 from userstream.secret_store import write_private
+
+log = logging.getLogger(__name__)
 
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
@@ -240,6 +243,19 @@ class ConnectService(Service):
             return Health(False, f"{version}: {problem}")
         return Health(True, f"{version}, {debezium}, {summary}")
 
+    def recover(self) -> None:
+        """A task that failed while a dependency was down (Connect started before the registry was back, say)
+        stays FAILED until restarted: while starting, restart each connector's failed parts, as the watchdog
+        does once the stack runs."""
+        try:
+            with rest_client(self.settings, timeout_s=5.0) as http:
+                for name in http.get("/connectors").json():
+                    failed = restart_failed_parts(http, name)
+                    if failed:
+                        log.warning("connect: restarting %s of connector %s (FAILED)", ", ".join(failed), name)
+        except (httpx.HTTPError, ValueError):
+            pass  # not up yet: health says so
+
     def urls(self) -> dict[str, str]:
         return {"REST API": self.settings.connect_endpoint}
 
@@ -251,6 +267,20 @@ def rest_client(settings: Settings, timeout_s: float = 30.0) -> httpx.Client:
         auth=httpx.BasicAuth(CONNECT_REST_USER, settings.secret("connect_rest_password")),
         timeout=timeout_s,
     )
+
+
+def restart_failed_parts(http: httpx.Client, connector: str) -> list[str]:
+    """Restart the FAILED parts of a connector, the way Strimzi's auto-restart does; returns what had failed."""
+    resp = http.get(f"/connectors/{connector}/status")
+    if resp.status_code != 200:
+        return []
+    status = resp.json()
+    failed = [f"task {t.get('id')}" for t in status.get("tasks", []) if t.get("state") == "FAILED"]
+    if status.get("connector", {}).get("state") == "FAILED":
+        failed.insert(0, "connector")
+    if failed:
+        http.post(f"/connectors/{connector}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
+    return failed
 
 
 def connectors_problem(http: httpx.Client) -> tuple[str | None, str]:
