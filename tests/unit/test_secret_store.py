@@ -108,6 +108,10 @@ def test_rotate_refuses_an_unknown_service_and_an_overridden_secret(tmp_path: Pa
         rotate(Settings(data_dir=tmp_path), "cassandra")  # its logins are set from the store at each start
     with pytest.raises(ConfigError, match="Kafka is not running"):  # the logins are changed on the broker
         rotate(Settings(data_dir=tmp_path, kafka_port=1), "kafka")
+    with pytest.raises(ConfigError, match="Postgres is not running"):
+        rotate(Settings(data_dir=tmp_path, postgres_port=1), "postgres")
+    with pytest.raises(ConfigError, match="not ours to rotate"):  # an external cluster's logins are its own
+        rotate(Settings(data_dir=tmp_path, kafka_bootstrap="broker:9092"), "kafka")
     with pytest.raises(ConfigError, match="USERSTREAM_DASHBOARD_TOKEN"):
         rotate(Settings(data_dir=tmp_path, dashboard_token="pinned"), "dashboard")
 

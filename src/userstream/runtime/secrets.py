@@ -7,6 +7,7 @@ dashboard, the watchdog, DAG tasks) read the store for each new connection, so t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from userstream.cdc import ensure_connector
@@ -97,14 +98,13 @@ def rotate(settings: Settings, service: str | None = None, reporter: Reporter | 
 
 def _rotate_postgres(settings: Settings, processes: ProcessManager, reporter: Reporter) -> None:
     postgres = PostgresService(settings, processes)
-    if postgres.external:
-        raise ConfigError(
-            "Postgres is external (USERSTREAM_POSTGRES_DSN): its passwords are not ours to rotate",
-            fix="rotate them on that server and update the DSN",
-        )
-    if not postgres.health().healthy:
-        raise ConfigError("Postgres is not running: the role's password is changed on the server",
-                          fix="`userstream up postgres`, then rotate again")  # fmt: skip
+    _require_ours_and_up(
+        postgres,
+        lambda: postgres.health().healthy,
+        external=("Postgres is external (USERSTREAM_POSTGRES_DSN): its passwords are not ours to rotate",
+                  "rotate them on that server and update the DSN"),
+        down="Postgres is not running: the role's password is changed on the server",
+    )  # fmt: skip
     reporter.step("postgres: new password for the pipeline role")
     postgres.rotate_password()
     # these took the password at start (in their environment); the connector keeps it in its config
@@ -119,14 +119,13 @@ def _rotate_postgres(settings: Settings, processes: ProcessManager, reporter: Re
 
 def _rotate_kafka(settings: Settings, processes: ProcessManager, reporter: Reporter) -> None:
     kafka = KafkaService(settings, processes)
-    if kafka.external:
-        raise ConfigError(
-            "Kafka is external (USERSTREAM_KAFKA_BOOTSTRAP): its logins are not ours to rotate",
-            fix="rotate them on that cluster and update USERSTREAM_KAFKA_SASL_PASSWORD",
-        )
-    if not kafka.running():
-        raise ConfigError("Kafka is not running: the logins are changed on the broker",
-                          fix="`userstream up kafka`, then rotate again")  # fmt: skip
+    _require_ours_and_up(
+        kafka,
+        kafka.running,
+        external=("Kafka is external (USERSTREAM_KAFKA_BOOTSTRAP): its logins are not ours to rotate",
+                  "rotate them on that cluster and update USERSTREAM_KAFKA_SASL_PASSWORD"),
+        down="Kafka is not running: the logins are changed on the broker",
+    )  # fmt: skip
     for secret in ROTATABLE["kafka"]:
         settings.secret_store.rotate(secret)
     # the broker's own login is in its config: a restart; its start sets every component's SCRAM login again
@@ -137,6 +136,14 @@ def _rotate_kafka(settings: Settings, processes: ProcessManager, reporter: Repor
     if stop_job(settings):
         reporter.step("stream: restarting the streaming job with its new Kafka login")
         ensure_job_running(settings)
+
+
+def _require_ours_and_up(service: Service, up: Callable[[], bool], *, external: tuple[str, str], down: str) -> None:
+    """A service's secrets are rotated on the running server, and only on one we run."""
+    if service.external:
+        raise ConfigError(external[0], fix=external[1])
+    if not up():
+        raise ConfigError(down, fix=f"`userstream up {service.name}`, then rotate again")
 
 
 def _restart_if_running(service: Service, reporter: Reporter) -> None:
