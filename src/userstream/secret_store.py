@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -84,16 +85,19 @@ class SecretStore:
                 path.chmod(0o600)
             return value
         self._ensure_dir()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            value = path.read_text().strip()
-            if value:
-                return value
-            path.unlink(missing_ok=True)  # an empty file: a writer was interrupted
-            return self.get(name)
+        # the whole value in a private temp file, then linked in: link() fails if the name exists, so exactly
+        # one writer wins, and no reader ever sees an empty or partly written file
+        tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(new_secret())  # no newline: Connect's DirectoryConfigProvider reads the file as it is
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another writer won: its value is the one ...
+            if not path.read_text().strip():  # ... unless it is an empty file an older version's write left
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path.read_text().strip()
 
     def put(self, name: SecretName, value: str) -> None:
