@@ -16,6 +16,11 @@ from typing import Literal, get_args
 
 SecretName = Literal[
     "postgres_password",
+    "postgres_ingest_password",
+    "postgres_cdc_password",
+    "postgres_monitor_password",
+    "postgres_airflow_password",
+    "postgres_registry_password",
     "airflow_admin_password",
     "airflow_api_secret_key",
     "airflow_jwt_secret",

@@ -33,10 +33,7 @@ OPEN_ON_PURPOSE = {
     "source": "the bundled randomuser-compatible API: generated users only",
 }
 # still open (docs/security.md, "Not yet secured"): each must still answer anonymously while listed here
-NOT_YET_SECURED = {
-    "registry", "cassandra internode", "spark UI",
-    "pyspark python side",  # PySpark's pinned-thread ClientServer starts its Python server with no token
-}  # fmt: skip
+NOT_YET_SECURED = {"registry", "cassandra internode", "spark UI"}
 
 
 @dataclass(frozen=True)
@@ -136,15 +133,16 @@ def _spark_rpc(host: str, port: int) -> tuple[bool, str]:
 
 
 def _py4j(host: str, port: int) -> tuple[bool, str]:
-    """A py4j call with no auth command first: a server with a token refuses it (or hangs up); one without
-    looks the object up ("Object ID unknown" means it took the call)."""
+    """A py4j call with no auth command first: a server with a token refuses it (py4j's bare error "!xn", or
+    a hang-up); one without looks the object up ("Object ID unknown" means it took the call)."""
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.sendall(b"c\nt\ngetFieldValue\ne\n")
         try:
             reply = sock.recv(256)
         except (TimeoutError, ConnectionResetError):
             reply = b""
-    refused = not reply or b"uthentication" in reply
+    took = reply.startswith(b"!y") or b"Object ID unknown" in reply
+    refused = not took
     return refused, f"reply {reply[:40]!r}"
 
 

@@ -19,7 +19,7 @@ from userstream.runtime.connect import ConnectService
 from userstream.runtime.registry import RegistryService
 from userstream.runtime.secrets import rotate
 from userstream.runtime.stack import Stack
-from userstream.store.postgres import apply_postgres_schema
+from userstream.store.postgres import PASSWORD_SECRETS, apply_postgres_schema, conninfo, role_name
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +31,14 @@ def test_rotating_the_postgres_password_keeps_cdc_and_the_registry_working(
     apply_postgres_schema(settings)
     ensure_connector(settings)
     before = _slot_reader(settings)
-    old = settings.secret("postgres_password")
-    assert rotate(settings, "postgres") == ["postgres_password"]
-    new = settings.secret("postgres_password")
-    assert new != old
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(settings.postgres_conninfo.replace(new, old), connect_timeout=5).close()
-    with psycopg.connect(settings.postgres_conninfo, connect_timeout=5) as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
+    old = {identity: conninfo(settings, identity) for identity in PASSWORD_SECRETS}
+    assert rotate(settings, "postgres") == list(PASSWORD_SECRETS.values())
+    for identity, old_conninfo in old.items():  # every role of ours: the old password refused, the new taken
+        assert conninfo(settings, identity) != old_conninfo, identity
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(old_conninfo, connect_timeout=5).close()
+        with psycopg.connect(conninfo(settings, identity), connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (role_name(settings, identity),)
     status = connector_status(settings)
     assert status["connector"]["state"] == "RUNNING" and [t["state"] for t in status["tasks"]] == ["RUNNING"]
     after = _slot_reader(settings)

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from userstream.cdc.connector import connector_config
 from userstream.config import Settings
@@ -15,6 +16,7 @@ from userstream.runtime.airflow import AirflowService
 from userstream.runtime.connect import ConnectService
 from userstream.runtime.secrets import rotate, secrets_overview
 from userstream.secret_store import SECRET_NAMES, SecretStore, write_private
+from userstream.store.postgres import PASSWORD_SECRETS, conninfo
 
 
 def test_a_secret_is_generated_once_private_and_strong(tmp_path: Path) -> None:
@@ -69,16 +71,47 @@ def test_no_secret_is_a_constant_default() -> None:
         assert field is None or field.default is None, f"{name} has a constant default"
 
 
-def test_the_connector_config_names_the_password_file_instead_of_holding_it(tmp_path: Path) -> None:
+def test_the_connector_logs_in_as_debeziums_own_role_and_names_its_password_file(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     config = connector_config(settings)
-    password = settings.secret("postgres_password")
-    assert password not in str(config)
-    assert config["database.password"] == f"${{dir:{settings.secret_store.directory}:postgres_password}}"
+    assert config["database.user"] == "userstream_cdc" != settings.postgres_user
+    assert settings.secret("postgres_cdc_password") not in str(config)
+    assert settings.secret("postgres_password") not in str(config)
+    assert config["database.password"] == f"${{dir:{settings.secret_store.directory}:postgres_cdc_password}}"
     worker = ConnectService(settings).worker_config()
     assert worker["config.providers.dir.param.allowed.paths"] == str(settings.secret_store.directory)
-    # a password set by the user (or an external Connect, which cannot read our files) is passed as it is
-    assert connector_config(Settings(data_dir=tmp_path, postgres_password="mine"))["database.password"] == "mine"
+    # the admin's password set by the user does not change Debezium's role
+    pinned = connector_config(Settings(data_dir=tmp_path, postgres_password="mine"))
+    assert pinned["database.user"] == "userstream_cdc" and "mine" not in str(pinned)
+    # an external Postgres is one DSN for all: its login is passed as it is (an external Connect cannot read
+    # our files either)
+    dsn = "host=db.example port=6432 dbname=users user=cdc password=theirs"
+    external = connector_config(Settings(data_dir=tmp_path, postgres_dsn=dsn))
+    assert (external["database.hostname"], external["database.port"]) == ("db.example", "6432")
+    assert (external["database.user"], external["database.password"], external["database.dbname"]) == (
+        "cdc",
+        "theirs",
+        "users",
+    )
+
+
+def test_each_component_has_a_connection_of_its_own_role(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    seen = {}
+    for identity, secret in PASSWORD_SECRETS.items():
+        params = conninfo_to_dict(conninfo(settings, identity))
+        assert params["password"] == settings.secret(secret)
+        seen[identity] = (params["user"], params["dbname"])
+    assert seen["admin"] == (settings.postgres_user, settings.postgres_db)
+    assert seen["airflow"] == ("userstream_airflow", "airflow")
+    assert seen["registry"] == ("userstream_registry", "registry")
+    assert len({user for user, _ in seen.values()}) == len(PASSWORD_SECRETS), "one role per identity"
+    assert len(set(PASSWORD_SECRETS.values())) == len(PASSWORD_SECRETS), "one password per role"
+    # external: the one DSN for all, only the database switched for Airflow's and the registry's
+    dsn = "host=db.example dbname=users user=u password=p"
+    external = Settings(data_dir=tmp_path, postgres_dsn=dsn)
+    assert conninfo(external, "ingest") == dsn == conninfo(external, "monitor")
+    assert conninfo_to_dict(conninfo(external, "registry"))["dbname"] == "registry"
 
 
 def test_airflow_gets_its_secrets_in_its_environment_and_a_private_passwords_file(tmp_path: Path) -> None:
@@ -86,7 +119,9 @@ def test_airflow_gets_its_secrets_in_its_environment_and_a_private_passwords_fil
     airflow = AirflowService(settings)
     env = airflow.environment()
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == settings.secret("airflow_jwt_secret")
-    assert settings.secret("postgres_password") in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    sql_alchemy = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert f"userstream_airflow:{settings.secret('postgres_airflow_password')}@" in sql_alchemy
+    assert sql_alchemy.endswith("/airflow") and settings.secret("postgres_password") not in sql_alchemy
     airflow._write_passwords()
     passwords = airflow.home / "passwords.json"
     assert stat.S_IMODE(passwords.stat().st_mode) == 0o600

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import httpx
-from psycopg.conninfo import conninfo_to_dict
 
 from userstream.config import Settings
 from userstream.errors import ServiceError
@@ -16,7 +15,7 @@ from userstream.runtime.connect import (
     rest_client,
     restart_failed_parts,
 )
-from userstream.store.postgres import PUBLICATION
+from userstream.store.postgres import PASSWORD_SECRETS, PUBLICATION, conninfo_params
 
 CONNECTOR_NAME = "userstream-users-cdc"
 SLOT_NAME = "userstream_users"
@@ -24,25 +23,26 @@ SLOT_NAME = "userstream_users"
 COMMIT_TS_FIELD = "__source_ts_ms"
 
 
-def _database_password(settings: Settings, pg: dict[str, Any]) -> str:
+def _database_password(settings: Settings, pg: dict[str, str]) -> str:
     """A reference the worker resolves from the secrets dir (our own worker and password), else the value."""
-    if settings.postgres_dsn or settings.postgres_password or settings.connect_url:
-        return str(pg.get("password") or settings.secret("postgres_password"))
-    settings.secret("postgres_password")  # exists before the worker reads it
-    return "${dir:" + str(settings.secret_store.directory) + ":postgres_password}"
+    if settings.postgres_dsn or settings.connect_url:
+        return pg.get("password", "")
+    secret = PASSWORD_SECRETS["cdc"]
+    settings.secret(secret)  # exists before the worker reads it
+    return "${dir:" + str(settings.secret_store.directory) + ":" + secret + "}"
 
 
 def connector_config(settings: Settings) -> dict[str, str]:
-    pg = conninfo_to_dict(settings.postgres_conninfo)
+    pg = conninfo_params(settings, "cdc")  # Debezium's own role: replication + SELECT on staging.users
     return {
         "connector.class": DEBEZIUM_POSTGRES_CONNECTOR,
         "tasks.max": "1",
         "plugin.name": "pgoutput",
-        "database.hostname": str(pg.get("host") or settings.bind_host),
-        "database.port": str(pg.get("port") or settings.postgres_port),
-        "database.user": str(pg.get("user") or settings.postgres_user),
+        "database.hostname": pg["host"],
+        "database.port": pg["port"],
+        "database.user": pg["user"],
         "database.password": _database_password(settings, pg),
-        "database.dbname": str(pg.get("dbname") or settings.postgres_db),
+        "database.dbname": pg["dbname"],
         "topic.prefix": "userstream",
         "table.include.list": "staging.users",
         # the raw API JSON stays in Postgres; Kafka carries the flat record

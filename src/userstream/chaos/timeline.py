@@ -26,6 +26,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from userstream.config import Settings
 from userstream.store.cassandra import auth_provider
+from userstream.store.postgres import conninfo
 from userstream.stream import job_paths
 from userstream.stream.progress import read_progress
 
@@ -60,7 +61,7 @@ class PipelineProbe:
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
-                self.settings.postgres_conninfo, autocommit=True, connect_timeout=2,
+                conninfo(self.settings, "monitor"), autocommit=True, connect_timeout=2,
                 options="-c statement_timeout=10000", application_name="userstream-chaos",
             )  # fmt: skip
         try:

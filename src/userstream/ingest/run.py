@@ -22,6 +22,7 @@ from userstream.config import Settings
 from userstream.ingest.backpressure import Backpressure, pipeline_backlog
 from userstream.ingest.land import LandedUser, Reject, land_batch
 from userstream.source import PageOutOfRange, PageResult, QuotaPacer, SourceClient
+from userstream.store.postgres import conninfo
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def ingest(
             pacer.charge((result.attempts - 1) * page_size)  # a retried request may have been counted too
         return result
 
-    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo(settings, "ingest"), autocommit=True) as conn:
         at = start_position(conn, seed, start_page, max_page)
         row = conn.execute(
             "INSERT INTO staging.ingest_runs (seed, first_page, generation) VALUES (%s, %s, %s) RETURNING run_id",
@@ -383,7 +384,7 @@ def ingest_window(settings: Settings, stop: threading.Event | None = None) -> In
 
 def _previous_backpressured_rate(settings: Settings) -> float | None:
     try:
-        with psycopg.connect(settings.postgres_conninfo, connect_timeout=5, autocommit=True) as conn:
+        with psycopg.connect(conninfo(settings, "ingest"), connect_timeout=5, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT limited_by, landed / greatest(extract(epoch FROM finished_at - started_at), 1) "
                 "FROM staging.ingest_runs WHERE finished_at IS NOT NULL ORDER BY run_id DESC LIMIT 1"

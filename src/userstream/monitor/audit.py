@@ -23,6 +23,7 @@ from userstream.config import Settings
 from userstream.errors import UserstreamError
 from userstream.kafka_clients import MONITOR_GROUP_PREFIX, client_config
 from userstream.store.cassandra import connect
+from userstream.store.postgres import conninfo
 
 
 class AuditFailed(UserstreamError):
@@ -81,7 +82,7 @@ def postgres_ids(settings: Settings, cutoff: datetime) -> tuple[set[str], int]:
     """(ids landed before ``cutoff``, number landed after it)."""
     old: set[str] = set()
     recent = 0
-    with psycopg.connect(settings.postgres_conninfo) as conn, conn.cursor(name="audit_ids") as cur:
+    with psycopg.connect(conninfo(settings, "monitor")) as conn, conn.cursor(name="audit_ids") as cur:
         cur.itersize = 50_000
         cur.execute("SELECT id::text, landed_at < %s FROM staging.users", (cutoff,))
         for ident, is_old in cur:

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from userstream.config import Settings
 from userstream.kafka_clients import client_config
 from userstream.monitor.stall import StageSample
+from userstream.store.postgres import conninfo
 from userstream.stream.offsets import stream_group
 
 __all__ = ["StageProbe"]
@@ -77,7 +78,7 @@ class StageProbe:
     def _ingest(self) -> tuple[_Ingest | None, str | None]:
         recent_s = max(3 * self.settings.ingest_window_s, 180.0)
         try:
-            with psycopg.connect(self.settings.postgres_conninfo, connect_timeout=3, autocommit=True) as conn:
+            with psycopg.connect(conninfo(self.settings, "monitor"), connect_timeout=3, autocommit=True) as conn:
                 conn.execute("SET statement_timeout = 3000")
                 row = conn.execute(
                     "SELECT coalesce(sum(requested), 0), coalesce(sum(landed), 0), count(*) FILTER "

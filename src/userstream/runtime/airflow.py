@@ -15,6 +15,7 @@ from userstream.errors import ServiceError
 from userstream.runtime.base import PROJECT_ROOT, Health, Service
 from userstream.runtime.process import Program
 from userstream.secret_store import write_private
+from userstream.store.postgres import conninfo_params
 
 DAGS_DIR = PROJECT_ROOT / "dags"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -49,7 +50,9 @@ class AirflowService(Service):
                 "a local Airflow needs a local Postgres for its metadata DB",
                 fix="also set USERSTREAM_AIRFLOW_URL to use an external Airflow, or unset USERSTREAM_POSTGRES_DSN",
             )
-        return f"postgresql+psycopg://{s.postgres_user}:{s.secret('postgres_password')}@{s.bind_host}:{s.postgres_port}/airflow"
+        # Airflow's own role, owner of its database and nothing else
+        pg = conninfo_params(s, "airflow")
+        return f"postgresql+psycopg://{pg['user']}:{pg['password']}@{pg['host']}:{pg['port']}/{pg['dbname']}"
 
     def environment(self) -> dict[str, str]:
         """Airflow config by environment, plus the USERSTREAM_* settings so DAG tasks see the same Settings."""

@@ -16,9 +16,42 @@ from userstream.errors import ConfigError, InstallError, ServiceError
 from userstream.runtime.base import Health, Reporter, Service
 from userstream.runtime.process import Program
 from userstream.secret_store import LEGACY_POSTGRES_PASSWORD, new_secret, write_private
+from userstream.store.postgres import (
+    PASSWORD_SECRETS,
+    ROLES,
+    PostgresIdentity,
+    conninfo,
+    database_of,
+)
 
-# Databases the stack needs besides the pipeline's own: Airflow's metadata, the registry's storage.
-EXTRA_DATABASES = ("airflow", "registry")
+# A database made by an older version belongs to the admin role: what is in it is handed to its new owner
+# (REASSIGN OWNED would also take the admin's own objects, and the admin is the bootstrap superuser).
+_HAND_OVER_OBJECTS = """
+DO $$
+DECLARE obj record;
+BEGIN
+    -- tables first: a serial's sequence moves with its table (and cannot be moved alone)
+    FOR obj IN SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+                 AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND pg_get_userbyid(c.relowner) <> {owner}
+               ORDER BY c.relkind = 'S'
+    LOOP
+        CONTINUE WHEN obj.relkind = 'S' AND pg_get_userbyid((SELECT relowner FROM pg_class
+            WHERE oid = format('%I.%I', obj.nspname, obj.relname)::regclass)) = {owner};
+        EXECUTE format(CASE obj.relkind WHEN 'S' THEN 'ALTER SEQUENCE %I.%I OWNER TO %I'
+                                        WHEN 'v' THEN 'ALTER VIEW %I.%I OWNER TO %I'
+                                        WHEN 'm' THEN 'ALTER MATERIALIZED VIEW %I.%I OWNER TO %I'
+                                        ELSE 'ALTER TABLE %I.%I OWNER TO %I' END,
+                       obj.nspname, obj.relname, {owner});
+    END LOOP;
+    FOR obj IN SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+               AND nspname NOT LIKE 'pg_%' AND pg_get_userbyid(nspowner) <> {owner}
+    LOOP
+        EXECUTE format('ALTER SCHEMA %I OWNER TO %I', obj.nspname, {owner});
+    END LOOP;
+END
+$$
+"""
 
 
 def _find_bin_dir() -> Path | None:
@@ -156,11 +189,10 @@ class PostgresService(Service):
         ]
 
     def _connect(self, dbname: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
-        conninfo = self.settings.postgres_conninfo
         kwargs: dict[str, object] = {"connect_timeout": 2, "autocommit": True}
         if dbname:
             kwargs["dbname"] = dbname
-        return psycopg.connect(conninfo, **kwargs)  # type: ignore[arg-type]
+        return psycopg.connect(conninfo(self.settings), **kwargs)  # type: ignore[arg-type]
 
     def health(self) -> Health:
         try:
@@ -179,28 +211,77 @@ class PostgresService(Service):
         ):
             self.rotate_password()
         with self._connect("postgres") as conn:
+            self._ensure_roles(conn)
             existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-            for db in (self.settings.postgres_db, *EXTRA_DATABASES):
-                if db not in existing:
-                    conn.execute(f'CREATE DATABASE "{db}"')
-                # a client killed mid-transaction whose forked children keep its socket open (Airflow's
-                # scheduler under kill -9) would hold its row locks forever: such a session ends after a minute
-                conn.execute(f"ALTER DATABASE \"{db}\" SET idle_in_transaction_session_timeout = '60s'")
+            for identity in ("admin", "airflow", "registry"):
+                self._ensure_database(conn, identity, created=database_of(self.settings, identity) in existing)
+            # only the roles named here may connect, and none but the owners may make temp tables
+            conn.execute("REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC")
+            pipeline_db = sql.Identifier(self.settings.postgres_db)
+            clients = sql.SQL(", ").join(sql.Identifier(ROLES[i]) for i in ("ingest", "cdc", "monitor"))
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(pipeline_db, clients))
+            # ingest lands through a temp table
+            conn.execute(
+                sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(pipeline_db, sql.Identifier(ROLES["ingest"]))
+            )
+
+    def _ensure_roles(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        """Each component's login role, its password set from the store at every start (so a store restored or
+        rotated while the server was down still matches); only SCRAM verifiers are sent."""
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        for identity, role in ROLES.items():
+            verifier = self._verifier(conn, role, self.settings.secret(PASSWORD_SECRETS[identity]))
+            # Debezium reads the WAL: replication, and nothing more than SELECT on what it streams
+            attrs = sql.SQL("LOGIN REPLICATION" if identity == "cdc" else "LOGIN NOREPLICATION")
+            verb = sql.SQL("ALTER" if role in existing else "CREATE")
+            conn.execute(
+                sql.SQL("{} ROLE {} {} PASSWORD {}").format(verb, sql.Identifier(role), attrs, sql.Literal(verifier))
+            )
+        # the monitor reads replication slots' lag and server statistics
+        conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(ROLES["monitor"])))
+
+    def _ensure_database(
+        self, conn: psycopg.Connection[tuple[object, ...]], identity: PostgresIdentity, created: bool
+    ) -> None:
+        db = database_of(self.settings, identity)
+        owner = self.settings.postgres_user if identity == "admin" else ROLES[identity]
+        if not created:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(owner)))
+        elif identity != "admin":
+            # made by an older version, owned by the admin role: handed over with what is in it
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db), sql.Identifier(owner)))
+            with self._connect(db) as inside:
+                inside.execute(sql.SQL(_HAND_OVER_OBJECTS).format(owner=sql.Literal(owner)))
+        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
+        # a client killed mid-transaction whose forked children keep its socket open (Airflow's scheduler
+        # under kill -9) would hold its row locks forever: such a session ends after a minute
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '60s'").format(sql.Identifier(db))
+        )
+
+    @staticmethod
+    def _verifier(conn: psycopg.Connection[tuple[object, ...]], role: str, password: str) -> str:
+        return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
     def rotate_password(self) -> None:
-        """A new generated password for the pipeline's role: set on the server, then stored. Only its SCRAM
-        verifier is sent (a statement that fails is logged by the server, with what it contains)."""
+        """New generated passwords for every role of ours: set on the server, then stored. Only SCRAM verifiers
+        are sent (a statement that fails is logged by the server, with what it contains)."""
         if self.settings.postgres_password is not None:
             raise ConfigError(
                 "the Postgres password is set by USERSTREAM_POSTGRES_PASSWORD, so it is not rotated here",
                 fix="change the role's password yourself and the variable with it, or unset the variable",
             )
-        new = new_secret()
+        store = self.settings.secret_store
         with self._connect("postgres") as conn:
-            user = self.settings.postgres_user
-            verifier = conn.pgconn.encrypt_password(new.encode(), user.encode(), b"scram-sha-256").decode()
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier)))
-        self.settings.secret_store.put("postgres_password", new)
+            existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+            for identity, secret in PASSWORD_SECRETS.items():
+                role = self.settings.postgres_user if identity == "admin" else ROLES[identity]
+                if role not in existing:  # made at the next start, with the stored password
+                    continue
+                new = new_secret()
+                verifier = self._verifier(conn, role, new)
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
+                store.put(secret, new)
 
     def urls(self) -> dict[str, str]:
         s = self.settings

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from psycopg.conninfo import conninfo_to_dict
 
 from userstream.config import Settings
 from userstream.runtime.archives import unpack_once
 from userstream.runtime.base import Health, Reporter, Service, java, maven_install, tcp_open
 from userstream.runtime.process import Program
+from userstream.store.postgres import conninfo_params
 
-# The database the postgres service creates for us (postgres.EXTRA_DATABASES).
-REGISTRY_DATABASE = "registry"
 CCOMPAT_PATH = "/apis/ccompat/v7"
 NATIVE_PATH = "/apis/registry/v3"
 
@@ -31,12 +29,8 @@ def registry_native_url(settings: Settings) -> str:
 
 def registry_jdbc(settings: Settings) -> tuple[str, str, str]:
     """(JDBC URL, user, password) of the registry's database, on our Postgres or the external one."""
-    params = conninfo_to_dict(settings.postgres_conninfo)
-    host = str(params.get("host") or settings.bind_host)
-    port = str(params.get("port") or settings.postgres_port)
-    user = str(params.get("user") or settings.postgres_user)
-    password = str(params.get("password") or settings.secret("postgres_password"))
-    return f"jdbc:postgresql://{host}:{port}/{REGISTRY_DATABASE}", user, password
+    pg = conninfo_params(settings, "registry")  # the registry's own role, owner of its database
+    return f"jdbc:postgresql://{pg['host']}:{pg['port']}/{pg['dbname']}", pg["user"], pg.get("password", "")
 
 
 class RegistryService(Service):

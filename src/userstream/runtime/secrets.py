@@ -24,10 +24,11 @@ from userstream.runtime.postgres import PostgresService
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.registry import RegistryService
 from userstream.secret_store import SECRET_NAMES, SecretName
+from userstream.store.postgres import PASSWORD_SECRETS
 from userstream.stream import ensure_job_running, stop_job
 
 ROTATABLE: dict[str, tuple[SecretName, ...]] = {
-    "postgres": ("postgres_password",),
+    "postgres": tuple(PASSWORD_SECRETS.values()),
     "airflow": ("airflow_admin_password", "airflow_api_secret_key", "airflow_jwt_secret"),
     "dashboard": ("dashboard_token",),
     "kafka": (
@@ -58,7 +59,7 @@ def secrets_overview(settings: Settings) -> tuple[dict[str, str], list[SecretInf
         "dashboard": dashboard_url(settings),
         "postgres": "external (USERSTREAM_POSTGRES_DSN)"
         if postgres.external
-        else f"{postgres.urls()['postgres']}  (password: the postgres_password file)",
+        else f"{postgres.urls()['postgres']}  (admin; password: the postgres_password file)",
     }
     store = settings.secret_store
     infos = [SecretInfo(n, str(store.path(n)), bool(getattr(settings, n, None))) for n in SECRET_NAMES]
@@ -105,7 +106,7 @@ def _rotate_postgres(settings: Settings, processes: ProcessManager, reporter: Re
                   "rotate them on that server and update the DSN"),
         down="Postgres is not running: the role's password is changed on the server",
     )  # fmt: skip
-    reporter.step("postgres: new password for the pipeline role")
+    reporter.step("postgres: new passwords for every role of ours")
     postgres.rotate_password()
     # these took the password at start (in their environment); the connector keeps it in its config
     for dependent in (RegistryService(settings, processes), AirflowService(settings, processes)):

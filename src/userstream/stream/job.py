@@ -51,6 +51,7 @@ from userstream.runtime.signals import stop_on_signals
 from userstream.store.cassandra import spark_auth_conf
 from userstream.stream import rules
 from userstream.stream.control import JobPaths, job_paths
+from userstream.stream.gateway import require_gateway_token
 from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
 from userstream.stream.progress import ProgressTracker
@@ -460,6 +461,7 @@ def run(settings: Settings, name: str) -> int:
     )
     tracker.write()
     spark = SparkSession.builder.appName(f"userstream-{name}").getOrCreate()
+    require_gateway_token(spark)  # before any query: the JVM calls back into this process
     for key, value in spark_auth_conf(settings, "stream").items():  # read here, never on a command line
         spark.conf.set(key, value)
     ensure_job_topics(settings)

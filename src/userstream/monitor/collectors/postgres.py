@@ -15,6 +15,7 @@ import psycopg
 from userstream.config import Settings
 from userstream.monitor.collectors.base import BackgroundValue
 from userstream.monitor.models import IngestRun, IngestSection, PostgresSection, RecentReason
+from userstream.store.postgres import conninfo
 
 __all__ = ["PostgresCollector"]
 
@@ -36,7 +37,7 @@ class PostgresCollector:
 
     def connect(self, statement_timeout_ms: int = 5000) -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(
-            self.settings.postgres_conninfo,
+            conninfo(self.settings, "monitor"),
             autocommit=True,
             connect_timeout=2,
             options=f"-c statement_timeout={statement_timeout_ms}",

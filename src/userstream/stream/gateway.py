@@ -1,0 +1,36 @@
+"""The driver's py4j gateway: its Python-side server asks callers for the gateway's token.
+
+PySpark's pinned-thread gateway (``ClientServer``, the default) starts the Python-side server, which the JVM
+calls for ``foreachBatch`` and query listeners, with no token, so any local process could run code in the
+driver's Python. Giving the server the token is not enough: PySpark moves the JVM's client to the server's
+real port with ``resetCallbackClient``, and py4j 0.10.9's ``PythonClient.copyWith`` drops the token there.
+So the server is started here, then the JVM's new client gets the token back (set by reflection on py4j's
+``CallbackClient.authToken``, the field the first client was built with).
+"""
+
+from __future__ import annotations
+
+from py4j.java_gateway import JavaObject
+from pyspark.java_gateway import ensure_callback_server_started
+from pyspark.sql import SparkSession
+
+
+def require_gateway_token(spark: SparkSession) -> None:
+    """Call before the first query starts (before any JVM-to-Python call)."""
+    gateway = spark.sparkContext._gateway
+    token = gateway.gateway_parameters.auth_token if gateway is not None else None
+    if gateway is None or not token:
+        raise RuntimeError("the py4j gateway has no auth token: PySpark did not launch its JVM itself")
+    # ClientServer's python_parameters are its callback_server_parameters: what the server checks
+    gateway.callback_server_parameters.auth_token = token
+    ensure_callback_server_started(gateway)  # type: ignore[no-untyped-call]  # later ones find it started
+    client = JavaObject("GATEWAY_SERVER", gateway._gateway_client).getCallbackClient()
+    declaring = client.getClass()
+    while declaring.getName() != "py4j.CallbackClient":  # PythonClient extends it; the field is its
+        declaring = declaring.getSuperclass()
+    field = declaring.getDeclaredField("authToken")
+    field.setAccessible(True)
+    field.set(client, token)
+
+
+__all__ = ["require_gateway_token"]
