@@ -66,6 +66,8 @@ class SparkService(Service):
             "SPARK_LOG_DIR": str(s.log_dir),
             "SPARK_NO_DAEMONIZE": "1",
             "SPARK_DAEMON_MEMORY": s.spark_daemon_memory,
+            # Spark sets only -Xmx: a fixed, pre-touched heap keeps RSS flat, so a real leak shows in a soak
+            "SPARK_DAEMON_JAVA_OPTS": f"-Xms{s.spark_daemon_memory} -XX:+AlwaysPreTouch",
             # finished applications' work dirs are removed after a day, not kept forever
             "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.appDataTtl=86400",
             # executors are forked by the worker: they run our venv's Python
