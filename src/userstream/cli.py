@@ -127,7 +127,7 @@ app.add_typer(secrets_app, name="secrets")
 
 @secrets_app.command("show")
 def secrets_show() -> None:
-    """Print the logins a person needs (Airflow, the dashboard URL with its token) and where each secret lives."""
+    """Print the logins a person needs (Airflow, the Spark UIs, the dashboard URL with its token) and secret files."""
     logins, infos = secrets_overview(get_settings())
     for label, value in logins.items():
         Console().print(f"{label:<11} {value}", soft_wrap=True, highlight=False)

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     spark_auth_secret: str | None = Field(
         None, description="spark.authenticate secret (default: generated per install; set it for an external master)"
     )
+    spark_ui_password: str | None = Field(
+        None, description="password of user `userstream` on our Spark UIs (default: generated per install)"
+    )
     spark_worker_ui_port: int = 8091
     spark_worker_cores: int = Field(
         3, ge=1, description="task slots of the worker: one more than 2 CPUs, so a batch app runs beside the stream job"

@@ -29,6 +29,7 @@ SecretName = Literal[
     "cassandra_stream_password",
     "cassandra_monitor_password",
     "spark_auth_secret",
+    "spark_ui_password",
     "connect_rest_password",
     "kafka_broker_password",
     "kafka_admin_password",

@@ -33,7 +33,7 @@ OPEN_ON_PURPOSE = {
     "source": "the bundled randomuser-compatible API: generated users only",
 }
 # still open (docs/security.md, "Not yet secured"): each must still answer anonymously while listed here
-NOT_YET_SECURED = {"registry", "cassandra internode", "spark UI"}
+NOT_YET_SECURED = {"registry", "cassandra internode"}
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,9 @@ def attempt(settings: Settings, port: int, program: str) -> Attempt:
         s.airflow_port: ("airflow", "REST, no token",
                          lambda: _http(host, port, ["/api/v2/dags", "/api/v2/dags/users_ingest/dagRuns"])),
         s.dashboard_port: ("dashboard", "no token", lambda: _http(host, port, ["/api/snapshot", "/metrics", "/"])),
-        s.spark_master_ui_port: ("spark UI", "GET /", lambda: _http(host, port, ["/json/"])),
-        s.spark_worker_ui_port: ("spark UI", "GET /", lambda: _http(host, port, ["/json/"])),
+        # our login filter answers 401 on every page of the three UIs, whatever the method
+        s.spark_master_ui_port: ("spark UI", "no login", lambda: _http(host, port, ["/json/", "/", "/app/?appId=x"])),
+        s.spark_worker_ui_port: ("spark UI", "no login", lambda: _http(host, port, ["/json/", "/", "/logPage/"])),
         s.cassandra_storage_port: ("cassandra internode", "(not probed: gossip)", lambda: (False, "no internode auth")),
         s.source_port: ("source", "GET /api/?results=1", lambda: _source(host, port)),
     }  # fmt: skip
@@ -172,8 +173,8 @@ def attempt(settings: Settings, port: int, program: str) -> Attempt:
     elif program == "airflow-scheduler" and port == 8974:
         service, how, probe = "airflow-scheduler health", "GET /health", lambda: (False, "read-only health")
     elif program.startswith("stream") and 4040 <= port <= 4050:
-        service, how = "spark UI", "GET /"
-        probe = lambda: _http(host, port, ["/api/v1/applications"])  # noqa: E731
+        service, how = "spark UI", "no login"
+        probe = lambda: _http(host, port, ["/api/v1/applications", "/", "/jobs/"])  # noqa: E731
     elif (program in ("spark-master", "spark-worker") or program.startswith("stream")) and _is_java(port):
         service, how, probe = "spark RPC", "RpcRequest, no auth handshake", lambda: _spark_rpc(host, port)
     elif program.startswith("stream"):  # the driver's Python process: PySpark's own servers
@@ -210,6 +211,7 @@ def test_every_port_we_open_refuses_anonymous_access(
         "airflow",
         "dashboard",
         "spark RPC",
+        "spark UI",
     } <= services, table
     open_ = [a for a in attempts if not a.refused and a.service not in OPEN_ON_PURPOSE]
     unexpected = [a for a in open_ if a.service not in NOT_YET_SECURED]

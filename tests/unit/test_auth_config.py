@@ -8,7 +8,9 @@ from pathlib import Path
 from userstream.config import Settings
 from userstream.runtime.cassandra import CassandraService
 from userstream.runtime.connect import BASIC_AUTH_EXTENSION, ConnectService
+from userstream.runtime.spark import SparkService
 from userstream.runtime.spark_submit import conf_dir, spark_defaults
+from userstream.runtime.spark_ui_auth import FILTER_CLASS, UI_USER, credentials_file, ui_auth_jar
 from userstream.store.cassandra import ROLES, credentials, spark_auth_conf
 
 
@@ -41,6 +43,28 @@ def test_spark_rpc_is_authenticated_with_a_private_generated_secret(tmp_path: Pa
     assert "spark.authenticate" not in spark_defaults(external)
     pinned = Settings(data_dir=tmp_path, spark_master_url="spark://elsewhere:7077", spark_auth_secret="s")
     assert "spark.authenticate.secret s" in spark_defaults(pinned)
+
+
+def test_spark_uis_ask_for_a_login_from_a_private_credentials_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    jar = ui_auth_jar(settings)
+    creds = credentials_file(settings)
+    text = spark_defaults(settings)
+    for line in (
+        f"spark.ui.filters {FILTER_CLASS}",
+        f"spark.{FILTER_CLASS}.param.credentialsFile {creds}",
+        f"spark.driver.extraClassPath {jar}",
+    ):
+        assert line in text.splitlines()
+    assert settings.secret("spark_ui_password") not in text, "the conf names the file, not the password"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600 and creds.parent == settings.secret_store.directory
+    assert creds.read_text() == f"{UI_USER}:{settings.secret('spark_ui_password')}\n"
+    conf_dir(settings, "daemon")  # builds the filter's jar: the daemons load it from their classpath
+    assert jar.is_file() and SparkService(settings).programs()[0].env["SPARK_DAEMON_CLASSPATH"] == str(jar)
+    # an external master's UIs are its own: no filter, and no jar they could not load
+    external = Settings(data_dir=tmp_path / "ext", spark_master_url="spark://elsewhere:7077")
+    assert "spark.ui.filters" not in (conf_dir(external, "submit") / "spark-defaults.conf").read_text()
+    assert not ui_auth_jar(external).exists()
 
 
 def test_connect_rest_asks_for_a_login_from_a_private_users_file(tmp_path: Path) -> None:

@@ -133,6 +133,7 @@ def test_show_lists_every_secret_and_the_logins(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     logins, infos = secrets_overview(settings)
     assert settings.secret("airflow_admin_password") in logins["Airflow UI"]
+    assert f"user userstream  password {settings.secret('spark_ui_password')}" in logins["Spark UIs"]
     assert f"token={settings.secret('dashboard_token')}" in logins["dashboard"]
     assert settings.secret("postgres_password") not in str(logins), "the Postgres password stays in its file"
     assert [i.name for i in infos] == list(SECRET_NAMES) and not any(i.overridden for i in infos)

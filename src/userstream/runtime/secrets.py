@@ -23,6 +23,8 @@ from userstream.runtime.kafka import KafkaService
 from userstream.runtime.postgres import PostgresService
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.registry import RegistryService
+from userstream.runtime.spark import SparkService
+from userstream.runtime.spark_ui_auth import ui_login
 from userstream.secret_store import SECRET_NAMES, SecretName
 from userstream.store.postgres import PASSWORD_SECRETS
 from userstream.stream import ensure_job_running, stop_job
@@ -54,8 +56,13 @@ def secrets_overview(settings: Settings) -> tuple[dict[str, str], list[SecretInf
         settings.secret(name)
     postgres = PostgresService(settings)
     airflow_password = settings.secret("airflow_admin_password")
+    spark, (spark_user, spark_password) = SparkService(settings), ui_login(settings)
+    spark_uis = f"{spark.urls().get('master UI')}, {spark.urls().get('worker UI')}, the driver's (4040)"
     logins = {
         "Airflow UI": f"{settings.airflow_endpoint}  user {ADMIN_USER}  password {airflow_password}",
+        "Spark UIs": "external master: its UIs are not ours"
+        if spark.external
+        else f"{spark_uis}  user {spark_user}  password {spark_password}",
         "dashboard": dashboard_url(settings),
         "postgres": "external (USERSTREAM_POSTGRES_DSN)"
         if postgres.external

@@ -19,6 +19,7 @@ from userstream.runtime.spark_submit import (
     install_connector_jars,
     spark_home,
 )
+from userstream.runtime.spark_ui_auth import build_ui_auth_jar, ui_login
 
 __all__ = ["SparkService", "SparkSubmit", "build_submit", "connector_jars"]
 
@@ -50,6 +51,8 @@ class SparkService(Service):
     def install(self, reporter: Reporter) -> None:
         spark_home()  # fail early and clearly if PySpark is incomplete
         install_connector_jars(self.settings, reporter)
+        if not self.external:
+            build_ui_auth_jar(self.settings, reporter)  # the UIs' login filter: needs a JDK's javac
 
     def prepare(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +71,8 @@ class SparkService(Service):
             "SPARK_DAEMON_MEMORY": s.spark_daemon_memory,
             # Spark sets only -Xmx: a fixed, pre-touched heap keeps RSS flat, so a real leak shows in a soak
             "SPARK_DAEMON_JAVA_OPTS": f"-Xms{s.spark_daemon_memory} -XX:+AlwaysPreTouch",
+            # the UIs' login filter (spark.ui.filters in spark-defaults.conf) must be on the daemons' classpath
+            "SPARK_DAEMON_CLASSPATH": str(build_ui_auth_jar(s)),
             # finished applications' work dirs are removed after a day, not kept forever
             "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.appDataTtl=86400",
             # executors are forked by the worker: they run our venv's Python
@@ -111,9 +116,9 @@ class SparkService(Service):
 
     # --- health --------------------------------------------------------------------------
     def master_state(self) -> dict[str, Any]:
-        """The master's own JSON status page (workers, applications)."""
+        """The master's own JSON status page (workers, applications), behind the UIs' login."""
         url = f"http://{self.settings.bind_host}:{self.settings.spark_master_ui_port}/json/"
-        response = httpx.get(url, timeout=2.0)
+        response = httpx.get(url, auth=ui_login(self.settings), timeout=2.0)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data

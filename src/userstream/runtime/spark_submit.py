@@ -22,6 +22,7 @@ from userstream.config import Settings
 from userstream.errors import InstallError, ServiceError
 from userstream.runtime.base import Reporter, SilentReporter, maven_install
 from userstream.runtime.process import Program
+from userstream.runtime.spark_ui_auth import build_ui_auth_jar, ui_auth_defaults, ui_auth_jar
 from userstream.secret_store import write_private
 
 # `<artifact>-<version>.jar`, the version starting at the first "-<digits>." (so "kafka-0-10_2.12" stays a name)
@@ -70,16 +71,21 @@ def conf_dir(settings: Settings, role: str) -> Path:
     target = path / "log4j2.properties"
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
+    if settings.spark_master_url is None:
+        build_ui_auth_jar(settings)  # our master: its UIs (and our drivers') load the login filter
     write_private(path / "spark-defaults.conf", spark_defaults(settings))
     return path
 
 
 def spark_defaults(settings: Settings) -> str:
     """Read by the master, the worker and spark-submit alike: RPC authenticated with the install's secret (the
-    worker hands it to its executors in their environment), and no kill buttons in the unauthenticated UIs."""
+    worker hands it to its executors in their environment), no kill buttons in the UIs, and, when the master is
+    ours, a login on every UI (master, worker, driver: see spark_ui_auth). An external master's UIs are its own."""
     lines = ["spark.ui.killEnabled false"]
     if settings.spark_master_url is None or settings.spark_auth_secret:  # an external master: its own secret
         lines += ["spark.authenticate true", f"spark.authenticate.secret {settings.secret('spark_auth_secret')}"]
+    if settings.spark_master_url is None:
+        lines += ui_auth_defaults(settings, ui_auth_jar(settings))
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ from userstream.config import Settings
 from userstream.monitor.collectors.base import short
 from userstream.monitor.models import SparkApp, SparkSection
 from userstream.monitor.progress import progress_path, read_progress
+from userstream.runtime.spark_ui_auth import ui_login
 
 __all__ = ["SparkCollector"]
 
@@ -27,7 +28,7 @@ class SparkCollector:
         url = f"http://{s.bind_host}:{s.spark_master_ui_port}/json/"
         section.master_url = url
         try:
-            response = self._http.get(url)
+            response = self._http.get(url, auth=ui_login(s))  # the UIs' login, read each time: follows a new one
             response.raise_for_status()
             state = response.json()
         except (httpx.HTTPError, ValueError) as exc:
