@@ -88,6 +88,10 @@ class Settings(BaseSettings):
 
     # --- schema registry (Apicurio, Confluent-compatible API) -------------------------------
     registry_url: str | None = None
+    registry_username: str | None = Field(
+        None, description="an external registry's basic-auth user (every component uses it); ours: generated logins"
+    )
+    registry_password: str | None = None
     registry_port: int = 8081
     registry_heap: str = "384m"
 

@@ -36,6 +36,10 @@ SecretName = Literal[
     "kafka_connect_password",
     "kafka_stream_password",
     "kafka_monitor_password",
+    "registry_admin_password",
+    "registry_connect_password",
+    "registry_stream_password",
+    "registry_monitor_password",
 ]
 SECRET_NAMES: tuple[SecretName, ...] = get_args(SecretName)
 

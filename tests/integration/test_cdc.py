@@ -22,12 +22,13 @@ from userstream.cdc import (
     ensure_topics,
     register_value_schema,
 )
-from userstream.cdc.schemas import registry_client, value_subject
+from userstream.cdc.schemas import value_subject
 from userstream.cdc.topics import admin
 from userstream.config import Settings
 from userstream.ingest.land import LandedUser, land_batch
 from userstream.kafka_clients import client_config
 from userstream.model import UserRow
+from userstream.registry_clients import registry_client
 from userstream.runtime.stack import Stack
 from userstream.store.postgres import apply_postgres_schema
 
@@ -62,7 +63,7 @@ def cdc(require_services: Callable[..., Stack], settings: Settings) -> Settings:
 
 def consume_values(settings: Settings, wanted: set[str], timeout_s: float = 120) -> dict[str, list[dict[str, Any]]]:
     """Read the users topic from the start until every wanted id was seen; id -> every value seen."""
-    client = registry_client(settings)
+    client = registry_client(settings, "admin")
     consumer = DeserializingConsumer(
         {
             **client_config(settings, "admin", "test"),
@@ -133,7 +134,7 @@ def test_bootstrap_restores_topic_retention(cdc: Settings) -> None:
 
 
 def test_schema_evolution_nullable_column_then_incompatible_refused(cdc: Settings) -> None:
-    client = registry_client(cdc)
+    client = registry_client(cdc, "admin")
     subject = value_subject(cdc)
     before = client.get_versions(subject)
     column = f"nick_{uuid.uuid4().hex[:8]}"  # new on every run, so a new version is due every run

@@ -18,12 +18,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourcePatternType,
     ResourceType,
 )
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from userstream.config import Settings
 from userstream.kafka_clients import PRINCIPALS, client_config
+from userstream.registry_clients import registry_client
 from userstream.runtime.connect import AVRO_CONVERTER, DEBEZIUM_POSTGRES_CONNECTOR, avro_converter_config, rest_client
 from userstream.runtime.kafka_acls import create_acls
 from userstream.runtime.stack import Stack
@@ -147,7 +147,7 @@ def test_debezium_writes_confluent_framed_avro_through_our_registry(
         with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
             conn.execute(f"INSERT INTO {tag} VALUES ('c', 3, 'streamed')")
 
-        registry = SchemaRegistryClient({"url": settings.registry_endpoint})
+        registry = registry_client(settings, "admin")
         key_de, value_de = AvroDeserializer(registry), AvroDeserializer(registry)
         consumer = Consumer(
             {

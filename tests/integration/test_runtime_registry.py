@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import uuid
 from collections.abc import Callable
 
@@ -10,7 +11,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from userstream.config import Settings
-from userstream.runtime.registry import registry_native_url
+from userstream.registry_clients import registry_client, registry_login
+from userstream.runtime.registry import RegistryService, registry_native_url
 from userstream.runtime.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -24,7 +26,7 @@ USER_V1 = {
 
 
 def _client(settings: Settings) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": settings.registry_endpoint})
+    return registry_client(settings, "admin")
 
 
 def test_registry_registers_and_fetches_avro_and_survives_restart(
@@ -71,6 +73,31 @@ def test_registry_enforces_backward_compatibility(require_services: Callable[...
 
 def test_registry_native_api_is_served(require_services: Callable[..., Stack], settings: Settings) -> None:
     require_services("registry")
-    resp = httpx.get(f"{registry_native_url(settings)}/system/info", timeout=5)
+    info = f"{registry_native_url(settings)}/system/info"
+    resp = httpx.get(info, auth=registry_login(settings, "monitor"), timeout=5)
     assert resp.status_code == 200
     assert resp.json()["version"].startswith("3.")
+
+
+def test_registry_takes_only_its_logins_and_only_writers_write(
+    require_services: Callable[..., Stack], settings: Settings
+) -> None:
+    require_services("registry")
+    subjects = f"{settings.registry_endpoint.rstrip('/')}/subjects"
+    new_version = f"{subjects}/auth-probe-value/versions"
+    body = {"schema": json.dumps({"type": "string"})}
+    reader, writer = registry_login(settings, "stream"), registry_login(settings, "connect")
+    assert reader is not None and writer is not None
+    with httpx.Client(timeout=10) as http:
+        native = registry_native_url(settings)
+        for url in (subjects, f"{native}/system/info", f"{native}/groups"):
+            assert http.get(url).status_code == 401, f"anonymous GET {url}"
+        assert http.get(subjects, auth=(reader[0], "wrong")).status_code == 401
+        assert http.post(new_version, json=body).status_code == 401
+        assert http.get(subjects, auth=reader).status_code == 200  # readers read ...
+        assert http.post(new_version, json=body, auth=reader).status_code == 403  # ... and may not write
+        assert http.delete(f"{subjects}/{settings.users_topic}-value", auth=reader).status_code == 403
+        assert http.post(new_version, json=body, auth=writer).status_code == 200
+        assert http.delete(f"{subjects}/auth-probe-value", auth=writer).status_code == 200
+    mode = stat.S_IMODE(RegistryService(settings).auth_file.stat().st_mode)
+    assert mode == 0o600

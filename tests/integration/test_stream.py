@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from cassandra.cluster import Cluster, Session
 from confluent_kafka import Producer, SerializingProducer
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 
 from userstream.cdc.topics import ensure_topics
 from userstream.config import Settings
 from userstream.kafka_clients import client_config
+from userstream.registry_clients import registry_client
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
 from userstream.store.cassandra import auth_provider
@@ -74,7 +74,7 @@ def stream_settings(require_services: Callable[..., Stack], settings: Settings) 
 
 
 def _serializing_producer(s: Settings, schema: dict[str, Any]) -> SerializingProducer:
-    client = SchemaRegistryClient({"url": s.registry_endpoint})
+    client = registry_client(s, "admin")
     return SerializingProducer(
         {
             **client_config(s, "admin", "test"),
@@ -211,7 +211,7 @@ def produced(stream_settings: Settings) -> Produced:
     fill(s, run, 0, N_VALID_V1, out)
     produce(s, out, bad_records(run), synthetic.value_schema())
     out.value_id = (
-        SchemaRegistryClient({"url": s.registry_endpoint}).get_latest_version(f"{s.users_topic}-value").schema_id
+        registry_client(s, "admin").get_latest_version(f"{s.users_topic}-value").schema_id
     )
     huge_string = b"\xfe\xff\xff\xff\x0f"  # a 2 GB string length: must fail this record, not the executor
     produce_raw(s, out, [

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from userstream.cdc.connector import connector_config
 from userstream.config import Settings
 from userstream.errors import PortInUseError
+from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
+from userstream.registry_clients import USERS, WRITERS, registry_client_config
 from userstream.runtime.base import Service
 from userstream.runtime.connect import AVRO_CONVERTER, ConnectService, avro_converter_config
 from userstream.runtime.kafka import KafkaService, new_cluster_id, render_properties
@@ -104,6 +108,44 @@ def test_registry_storage_is_our_postgres(settings: Settings) -> None:
     # credentials travel by environment, not on the command line
     (program,) = service.programs()
     assert not any(settings.secret("postgres_password") in arg for arg in program.command)
+
+
+def test_registry_logins_are_private_and_only_writers_write(settings: Settings) -> None:
+    service = RegistryService(settings)
+    service.prepare()
+    assert stat.S_IMODE(service.auth_file.stat().st_mode) == 0o600
+    props = _props(service.auth_file.read_text())
+    assert service.environment()["QUARKUS_CONFIG_LOCATIONS"] == str(service.auth_file)
+    assert props["quarkus.http.auth.permission.read.policy"] == "authenticated"  # no anonymous reads
+    assert props["quarkus.http.auth.permission.write.methods"] == "POST,PUT,PATCH,DELETE"
+    for identity, user in USERS.items():
+        password = settings.secret(REGISTRY_PASSWORDS[identity])
+        assert props[f"quarkus.security.users.embedded.users.{user}"] == password
+        assert props[f"quarkus.security.users.embedded.roles.{user}"] == ("writer" if identity in WRITERS else "reader")
+        (program,) = service.programs()
+        assert not any(password in arg for arg in program.command)
+    assert {"admin", "connect"} == WRITERS, "the job and the monitor only read"
+
+
+def test_registry_clients_log_in_as_their_component(tmp_path: Path) -> None:
+    ours = Settings(data_dir=tmp_path)
+    config = registry_client_config(ours, "stream")
+    assert config["basic.auth.user.info"] == f"userstream-stream:{ours.secret('registry_stream_password')}"
+    converter = avro_converter_config(ours, "value")
+    assert converter["value.converter.apicurio.registry.auth.username"] == "userstream-connect"
+    # Connect's config names the secret's file, never the password (the REST API shows connector configs)
+    reference = f"${{dir:{ours.secret_store.directory}:registry_connect_password}}"
+    assert converter["value.converter.apicurio.registry.auth.password"] == reference
+    assert ours.secret("registry_connect_password") not in str(connector_config(ours))
+    # an external registry: its one login, or none
+    external = Settings(data_dir=tmp_path, registry_url="https://reg.example/apis/ccompat/v7")
+    assert "basic.auth.user.info" not in registry_client_config(external, "monitor")
+    assert not any("auth" in k for k in avro_converter_config(external, "key"))
+    pinned = Settings(
+        data_dir=tmp_path, registry_url="https://reg.example", registry_username="u", registry_password="p"
+    )
+    assert registry_client_config(pinned, "monitor")["basic.auth.user.info"] == "u:p"
+    assert avro_converter_config(pinned, "key")["key.converter.apicurio.registry.auth.password"] == "p"
 
 
 def test_registry_jdbc_from_an_external_dsn(tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from userstream.cdc.connector import COMMIT_TS_FIELD
-from userstream.cdc.schemas import registry_client
 from userstream.config import Settings
 from userstream.ingest.land import LandedUser, land_batch
 from userstream.ingest.run import RateLimiter
 from userstream.kafka_clients import client_config
 from userstream.model import to_row, validate_user
+from userstream.registry_clients import registry_client
 from userstream.source import UserGenerator
 
 
@@ -93,7 +93,7 @@ class _TopicTail(threading.Thread):
                 _low, high = consumer.get_watermark_offsets(TopicPartition(s.users_topic, p), timeout=10)
                 assign.append(TopicPartition(s.users_topic, p, high))
             consumer.assign(assign)
-            decode = AvroDeserializer(registry_client(s))
+            decode = AvroDeserializer(registry_client(s, "admin"))
             ctx = SerializationContext(s.users_topic, MessageField.VALUE)
             self.positioned.set()
             while not self.stop.is_set():

@@ -14,6 +14,7 @@ from userstream.runtime.connect import (
     avro_converter_config,
     rest_client,
     restart_failed_parts,
+    secret_reference,
 )
 from userstream.store.postgres import PASSWORD_SECRETS, PUBLICATION, conninfo_params
 
@@ -27,9 +28,7 @@ def _database_password(settings: Settings, pg: dict[str, str]) -> str:
     """A reference the worker resolves from the secrets dir (our own worker and password), else the value."""
     if settings.postgres_dsn or settings.connect_url:
         return pg.get("password", "")
-    secret = PASSWORD_SECRETS["cdc"]
-    settings.secret(secret)  # exists before the worker reads it
-    return "${dir:" + str(settings.secret_store.directory) + ":" + secret + "}"
+    return secret_reference(settings, PASSWORD_SECRETS["cdc"])
 
 
 def connector_config(settings: Settings) -> dict[str, str]:

@@ -9,16 +9,13 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from userstream.config import Settings
 from userstream.errors import UserstreamError
+from userstream.registry_clients import registry_client
 
 COMPATIBILITY = "BACKWARD"
 
 
 class SchemaIncompatibleError(UserstreamError):
     """The registry refused a schema change that would break readers."""
-
-
-def registry_client(settings: Settings) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": settings.registry_endpoint})
 
 
 def value_subject(settings: Settings) -> str:
@@ -31,7 +28,7 @@ def ensure_subject(settings: Settings) -> dict[str, Any]:
     The schema itself is registered by the CDC converter from the table's columns on the first change;
     returns the compatibility level and the versions registered so far.
     """
-    client = registry_client(settings)
+    client = registry_client(settings, "admin")
     if client.get_compatibility() != COMPATIBILITY:
         client.set_compatibility(level=COMPATIBILITY)
     subject = value_subject(settings)
@@ -52,7 +49,7 @@ def _subject_level(client: SchemaRegistryClient, subject: str) -> str | None:
 
 def register_value_schema(settings: Settings, schema_str: str) -> int:
     """Register a new version of the users value schema; a breaking change raises SchemaIncompatibleError."""
-    client = registry_client(settings)
+    client = registry_client(settings, "admin")
     subject = value_subject(settings)
     schema = Schema(schema_str, "AVRO")
     if subject in client.get_subjects() and not client.test_compatibility(subject, schema):

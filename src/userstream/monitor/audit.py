@@ -18,10 +18,10 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from userstream.cdc.schemas import registry_client
 from userstream.config import Settings
 from userstream.errors import UserstreamError
 from userstream.kafka_clients import MONITOR_GROUP_PREFIX, client_config
+from userstream.registry_clients import registry_client
 from userstream.store.cassandra import connect
 from userstream.store.postgres import conninfo
 
@@ -113,7 +113,7 @@ def dlq_ids(settings: Settings, timeout_s: float = 60.0) -> tuple[set[str], int]
             **{"group.id": f"{MONITOR_GROUP_PREFIX}-audit-{uuid.uuid4()}", "enable.auto.commit": False},
         )
     )
-    decode = AvroDeserializer(registry_client(settings))
+    decode = AvroDeserializer(registry_client(settings, "monitor"))
     ctx = SerializationContext(settings.users_topic, MessageField.KEY)
     ids: set[str] = set()
     repeats = 0

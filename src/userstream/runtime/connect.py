@@ -9,6 +9,8 @@ import httpx
 
 from userstream.config import Settings
 from userstream.kafka_clients import jvm_client_props
+from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
+from userstream.registry_clients import registry_login
 from userstream.runtime.archives import unpack_once
 from userstream.runtime.base import Health, Reporter, Service, classpath, java, maven_install, tcp_open
 from userstream.runtime.kafka import (
@@ -20,7 +22,7 @@ from userstream.runtime.kafka import (
 )
 from userstream.runtime.process import Program
 from userstream.runtime.registry import registry_native_url
-from userstream.secret_store import write_private
+from userstream.secret_store import SecretName, write_private
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,26 @@ BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.Basic
 
 # Plugin directories under <lib>/connect-plugins, each installed from its own pom under jvm/connect/.
 PLUGINS = {"debezium-postgres": "connect/debezium-postgres", "apicurio-avro-converter": "connect/apicurio-converter"}
+
+
+def secret_reference(settings: Settings, name: SecretName) -> str:
+    """``${dir:<secrets dir>:<name>}``: our worker's DirectoryConfigProvider resolves it when a task starts, so
+    connector configs (the REST API, the ``_connect-configs`` topic) never hold the secret itself."""
+    settings.secret(name)  # exists before the worker reads it
+    return "${dir:" + str(settings.secret_store.directory) + ":" + name + "}"
+
+
+def _converter_auth(settings: Settings, prefix: str) -> dict[str, str]:
+    """The converter's registry login: Connect's own identity (a writer), by reference where our worker runs."""
+    login = registry_login(settings, "connect")
+    if login is None:
+        return {}
+    ours = settings.registry_url is None and settings.connect_url is None
+    password = secret_reference(settings, REGISTRY_PASSWORDS["connect"]) if ours else login[1]
+    return {
+        f"{prefix}.apicurio.registry.auth.username": login[0],
+        f"{prefix}.apicurio.registry.auth.password": password,
+    }
 
 
 def avro_converter_config(settings: Settings, which: str = "value") -> dict[str, str]:
@@ -65,6 +87,7 @@ def avro_converter_config(settings: Settings, which: str = "value") -> dict[str,
         # a registry restart takes ~30-60 s: retry its calls that long before failing the record
         f"{prefix}.apicurio.registry.retry-count": "30",
         f"{prefix}.apicurio.registry.retry-backoff-ms": "2000",
+        **_converter_auth(settings, prefix),
     }
 
 

@@ -16,6 +16,7 @@ from userstream.config import Settings
 from userstream.errors import ConfigError
 from userstream.monitor.auth import dashboard_url
 from userstream.monitor.service import DashboardService
+from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
 from userstream.runtime.airflow import ADMIN_USER, AirflowService
 from userstream.runtime.base import Reporter, Service, SilentReporter
 from userstream.runtime.connect import ConnectService
@@ -40,6 +41,7 @@ ROTATABLE: dict[str, tuple[SecretName, ...]] = {
         "kafka_stream_password",
         "kafka_monitor_password",
     ),
+    "registry": tuple(REGISTRY_PASSWORDS.values()),
 }
 
 
@@ -93,6 +95,8 @@ def rotate(settings: Settings, service: str | None = None, reporter: Reporter | 
             _rotate_postgres(settings, processes, reporter)
         elif name == "kafka":
             _rotate_kafka(settings, processes, reporter)
+        elif name == "registry":
+            _rotate_registry(settings, processes, reporter)
         else:
             for secret in ROTATABLE[name]:
                 settings.secret_store.rotate(secret)
@@ -143,6 +147,27 @@ def _rotate_kafka(settings: Settings, processes: ProcessManager, reporter: Repor
         _restart_if_running(dependent, reporter)
     if stop_job(settings):
         reporter.step("stream: restarting the streaming job with its new Kafka login")
+        ensure_job_running(settings)
+
+
+def _rotate_registry(settings: Settings, processes: ProcessManager, reporter: Reporter) -> None:
+    registry = RegistryService(settings, processes)
+    _require_ours_and_up(
+        registry,
+        registry.running,
+        external=("the registry is external (USERSTREAM_REGISTRY_URL): its logins are not ours to rotate",
+                  "rotate them on that registry and update USERSTREAM_REGISTRY_PASSWORD"),
+        down="the registry is not running: its logins are written at its start",
+    )  # fmt: skip
+    for secret in ROTATABLE["registry"]:
+        settings.secret_store.rotate(secret)
+    _restart_if_running(registry, reporter)  # its start writes the new logins
+    connect = ConnectService(settings, processes)
+    if connect.running():
+        reporter.step("connect: the CDC connector restarted with the converter's new registry login")
+        restart_connector(settings)  # its config names the secret's file: a restart reads it again
+    if stop_job(settings):
+        reporter.step("stream: restarting the streaming job with its new registry login")
         ensure_job_running(settings)
 
 

@@ -104,10 +104,8 @@ def _produce(producer: Any, topic: str, key: bytes, value: bytes) -> None:
 
 class Encoders:
     def __init__(self, settings: Settings) -> None:
-        value_id = synthetic.register(
-            settings.registry_endpoint, f"{settings.users_topic}-value", synthetic.value_schema()
-        )
-        key_id = synthetic.register(settings.registry_endpoint, f"{settings.users_topic}-key", synthetic.key_schema())
+        value_id = synthetic.register(settings, f"{settings.users_topic}-value", synthetic.value_schema())
+        key_id = synthetic.register(settings, f"{settings.users_topic}-key", synthetic.key_schema())
         self.value = synthetic.AvroEncoder(synthetic.value_schema(), value_id)
         self.key = synthetic.AvroEncoder(synthetic.key_schema(), key_id)
 

@@ -47,6 +47,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from userstream.config import Settings
 from userstream.kafka_clients import jvm_client_props
+from userstream.registry_clients import registry_client_config
 from userstream.runtime.signals import stop_on_signals
 from userstream.store.cassandra import spark_auth_conf
 from userstream.stream import rules
@@ -472,10 +473,11 @@ def run(settings: Settings, name: str) -> int:
     )
     committer = OffsetCommitter(settings)
     spark.streams.addListener(ProgressListener(tracker, committer))
-    schemas = SchemaCache(registry_fetcher(settings.registry_endpoint))
+    registry_config = registry_client_config(settings, "stream")  # reads only
+    schemas = SchemaCache(registry_fetcher(registry_config))
     try:
         # the subject's versions up front: the first micro-batch then decodes in one pass, not two
-        schemas.lookup(subject_schema_ids(settings.registry_endpoint, f"{settings.users_topic}-value"))
+        schemas.lookup(subject_schema_ids(registry_config, f"{settings.users_topic}-value"))
     except Exception as exc:  # the batches look ids up themselves; this is only a head start
         log.warning("could not preload the schemas of %s-value: %s", settings.users_topic, exc)
     stop = stop_on_signals()

@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
 log = logging.getLogger(__name__)
 
 
@@ -16,12 +19,10 @@ class SchemaSource(Protocol):
         """The schema text of ``schema_id``; None when the registry does not know it; raises when unreachable."""
 
 
-def registry_fetcher(url: str, attempts: int = 4) -> SchemaSource:
-    """A :class:`SchemaSource` over the Confluent-compatible API (our Apicurio at ``/apis/ccompat/v7``)."""
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-    client = SchemaRegistryClient({"url": url})
+def registry_fetcher(config: dict[str, Any], attempts: int = 4) -> SchemaSource:
+    """A :class:`SchemaSource` over the Confluent-compatible API (our Apicurio at ``/apis/ccompat/v7``);
+    ``config`` is a ``SchemaRegistryClient``'s (``registry_clients.registry_client_config``)."""
+    client = SchemaRegistryClient(config)
 
     def fetch(schema_id: int) -> str | None:
         for attempt in range(attempts):
@@ -41,12 +42,9 @@ def registry_fetcher(url: str, attempts: int = 4) -> SchemaSource:
     return fetch
 
 
-def subject_schema_ids(url: str, subject: str) -> list[int]:
+def subject_schema_ids(config: dict[str, Any], subject: str) -> list[int]:
     """Ids of every version registered under ``subject`` (empty when the subject does not exist yet)."""
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-    client = SchemaRegistryClient({"url": url})
+    client = SchemaRegistryClient(config)
     try:
         ids = [client.get_version(subject, v).schema_id for v in client.get_versions(subject)]
         return [int(i) for i in ids if i is not None]

@@ -16,7 +16,11 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from confluent_kafka.schema_registry import Schema
+
+from userstream.config import Settings
 from userstream.model import NATIONALITIES
+from userstream.registry_clients import registry_client
 from userstream.stream import rules
 
 NAMESPACE = "userstream.staging.users"
@@ -103,11 +107,10 @@ class AvroEncoder:
         return rules.frame(self.schema_id, buf.getvalue())
 
 
-def register(registry_url: str, subject: str, schema: dict[str, Any]) -> int:
-    """Register (or find) ``schema`` under ``subject``; returns the id the Confluent API hands out."""
-    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-
-    client = SchemaRegistryClient({"url": registry_url})
+def register(settings: Settings, subject: str, schema: dict[str, Any]) -> int:
+    """Register (or find) ``schema`` under ``subject`` as the admin identity; returns the id the Confluent API
+    hands out."""
+    client = registry_client(settings, "admin")
     return int(client.register_schema(subject, Schema(json.dumps(schema), "AVRO")))
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import time
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from userstream.config import Settings
 from userstream.monitor.collectors.base import Budget
 from userstream.monitor.models import RegistrySection, Subject
+from userstream.registry_clients import registry_client
 from userstream.runtime.base import tcp_open
 
 __all__ = ["RegistryCollector"]
@@ -34,7 +34,7 @@ class RegistryCollector:
             section.measured_at = time.time()
             return section
         budget = Budget(self.budget_s)
-        with SchemaRegistryClient({"url": s.registry_endpoint, "timeout": 3, "max.retries": 0}) as client:
+        with registry_client(s, "monitor", timeout=3, **{"max.retries": 0}) as client:
             with contextlib.suppress(SchemaRegistryError):
                 section.compatibility = str(client.get_compatibility())
             names = sorted(client.get_subjects())[: self.max_subjects]
