@@ -210,9 +210,7 @@ def produced(stream_settings: Settings) -> Produced:
     out = Produced()
     fill(s, run, 0, N_VALID_V1, out)
     produce(s, out, bad_records(run), synthetic.value_schema())
-    out.value_id = (
-        registry_client(s, "admin").get_latest_version(f"{s.users_topic}-value").schema_id
-    )
+    out.value_id = registry_client(s, "admin").get_latest_version(f"{s.users_topic}-value").schema_id
     huge_string = b"\xfe\xff\xff\xff\x0f"  # a 2 GB string length: must fail this record, not the executor
     produce_raw(s, out, [
         (b"k1", b"plain garbage", REASON_NOT_FRAMED),
