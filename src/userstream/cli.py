@@ -141,8 +141,8 @@ def secrets_show() -> None:
 def secrets_rotate(
     service: Annotated[str | None, typer.Argument(help=f"one of {', '.join(ROTATABLE)} (default: all)")] = None,
 ) -> None:
-    """New random secrets for SERVICE (default: all), applied: Postgres' role altered, the programs that read
-    them at start restarted, the CDC connector updated."""
+    """New random secrets for SERVICE (default: all), applied: Postgres' roles altered, the programs that
+    read them at start restarted (Kafka, the registry, ...), the CDC connector and streaming job restarted."""
     rotated = rotate_secrets(get_settings(), service, ConsoleReporter())
     console.print(f"rotated: {', '.join(rotated)}")
 

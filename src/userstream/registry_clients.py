@@ -56,7 +56,6 @@ def registry_client_config(settings: Settings, identity: RegistryIdentity, **ext
     config: dict[str, Any] = {"url": settings.registry_endpoint}
     login = registry_login(settings, identity)
     if login is not None:
-        config["basic.auth.credentials.source"] = "USER_INFO"
         config["basic.auth.user.info"] = f"{login[0]}:{login[1]}"
     return config | extra
 

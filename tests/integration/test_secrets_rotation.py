@@ -6,15 +6,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
 import psycopg
 import pytest
+from cdc_flow import consume_values, make_users  # tests/integration/cdc_flow.py
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from userstream.cdc import connector_status, ensure_connector
 from userstream.cdc.connector import SLOT_NAME
 from userstream.config import Settings
+from userstream.ingest.land import land_batch
 from userstream.kafka_clients import client_config
+from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
+from userstream.registry_clients import registry_login
 from userstream.runtime.connect import ConnectService
 from userstream.runtime.registry import RegistryService
 from userstream.runtime.secrets import rotate
@@ -86,3 +91,27 @@ def test_rotating_the_kafka_logins_keeps_connect_working(
     assert set(states) == {"RUNNING"} and len(states) == 2, status
     health = ConnectService(settings).health()
     assert health.healthy, health.detail
+
+
+def test_rotating_the_registry_logins_keeps_the_converter_registering(
+    require_services: Callable[..., Stack], settings: Settings
+) -> None:
+    require_services("postgres", "kafka", "registry", "connect")
+    apply_postgres_schema(settings)
+    ensure_connector(settings)
+    old = {identity: registry_login(settings, identity) for identity in REGISTRY_PASSWORDS}
+    assert rotate(settings, "registry") == list(REGISTRY_PASSWORDS.values())
+    subjects = f"{settings.registry_endpoint.rstrip('/')}/subjects"
+    for identity, login in old.items():
+        assert login is not None and registry_login(settings, identity) != login
+        assert httpx.get(subjects, auth=login, timeout=10).status_code == 401, f"{identity}'s old login"
+        assert httpx.get(subjects, auth=registry_login(settings, identity), timeout=10).status_code == 200
+    # the CDC task restarted with the converter's new login: new rows reach Kafka, Avro-framed (the converter
+    # looks their schema up in the registry again after its restart)
+    users = make_users(20, "rotated")
+    with psycopg.connect(conninfo(settings, "ingest"), autocommit=True) as conn:
+        assert land_batch(conn, users).landed == 20
+    seen = consume_values(settings, {str(u.row.id) for u in users})
+    assert len(seen) == 20
+    status = connector_status(settings)
+    assert [t["state"] for t in status["tasks"]] == ["RUNNING"], status

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from userstream.cdc.connector import connector_config
 from userstream.config import Settings
@@ -131,6 +132,7 @@ def test_registry_clients_log_in_as_their_component(tmp_path: Path) -> None:
     ours = Settings(data_dir=tmp_path)
     config = registry_client_config(ours, "stream")
     assert config["basic.auth.user.info"] == f"userstream-stream:{ours.secret('registry_stream_password')}"
+    SchemaRegistryClient(config)  # a config the client takes
     converter = avro_converter_config(ours, "value")
     assert converter["value.converter.apicurio.registry.auth.username"] == "userstream-connect"
     # Connect's config names the secret's file, never the password (the REST API shows connector configs)

@@ -17,6 +17,7 @@ from userstream.errors import ConfigError
 from userstream.monitor.auth import dashboard_url
 from userstream.monitor.service import DashboardService
 from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
+from userstream.registry_clients import USERS
 from userstream.runtime.airflow import ADMIN_USER, AirflowService
 from userstream.runtime.base import Reporter, Service, SilentReporter
 from userstream.runtime.connect import ConnectService
@@ -66,6 +67,9 @@ def secrets_overview(settings: Settings) -> tuple[dict[str, str], list[SecretInf
         if spark.external
         else f"{spark_uis}  user {spark_user}  password {spark_password}",
         "dashboard": dashboard_url(settings),
+        "schema registry": "external (USERSTREAM_REGISTRY_URL)"
+        if settings.registry_url is not None
+        else f"{settings.registry_endpoint}  user {USERS['admin']}  (password: the registry_admin_password file)",
         "postgres": "external (USERSTREAM_POSTGRES_DSN)"
         if postgres.external
         else f"{postgres.urls()['postgres']}  (admin; password: the postgres_password file)",
