@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -192,11 +193,23 @@ def _is_java(port: int) -> bool:
     return False
 
 
+def _wait_for_driver(settings: Settings, timeout_s: float = 300) -> None:
+    """bootstrap returns once the job is submitted: wait until its driver listens (its UI, its py4j servers)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ports = [p for p, program in listening(settings).items() if program.startswith("stream")]
+        if any(4040 <= p <= 4050 for p in ports) and any(not _is_java(p) for p in ports):
+            return
+        assert time.monotonic() < deadline, f"the streaming driver did not open its ports in {timeout_s:.0f}s"
+        time.sleep(2)
+
+
 def test_every_port_we_open_refuses_anonymous_access(
     require_services: Callable[..., Stack], settings: Settings
 ) -> None:
     require_services("postgres", "kafka", "registry", "connect", "cassandra", "spark", "airflow", "dashboard")
     bootstrap(settings)  # the streaming job: its driver and executor ports too
+    _wait_for_driver(settings)
     attempts = [attempt(settings, port, program) for port, program in sorted(listening(settings).items())]
     table = "\n".join(f"{a.port:>6} {a.service:<26} {a.attempt:<32} {'refused' if a.refused else 'ANSWERED'}"
                       f"  {a.detail}" for a in attempts)  # fmt: skip
@@ -212,7 +225,10 @@ def test_every_port_we_open_refuses_anonymous_access(
         "dashboard",
         "spark RPC",
         "spark UI",
+        "registry",
+        "pyspark python side",
     } <= services, table
+    assert any(4040 <= a.port <= 4050 and a.service == "spark UI" for a in attempts), "the driver's UI"
     open_ = [a for a in attempts if not a.refused and a.service not in OPEN_ON_PURPOSE]
     unexpected = [a for a in open_ if a.service not in NOT_YET_SECURED]
     assert not unexpected, f"answered without credentials:\n{table}"
