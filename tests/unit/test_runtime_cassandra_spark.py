@@ -55,6 +55,11 @@ def test_spark_programs_and_ports(settings: Settings) -> None:
     assert worker.command[-1] == "spark://127.0.0.1:7077" and "8091" in worker.command
     assert worker.env["SPARK_LOCAL_DIRS"].startswith(str(settings.root))
     assert service.ports == [7077, 8090, 8091]
+    # memory that stays flat in a long run: a fixed, pre-touched heap, and glibc's arenas bounded
+    for program in (master, worker):
+        memory = program.env["SPARK_DAEMON_MEMORY"]
+        assert program.env["SPARK_DAEMON_JAVA_OPTS"].split() == [f"-Xms{memory}", "-XX:+AlwaysPreTouch"]
+        assert program.env["MALLOC_ARENA_MAX"] == "2"
 
 
 def test_spark_external_starts_nothing(tmp_path: Path) -> None:

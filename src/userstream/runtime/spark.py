@@ -77,6 +77,9 @@ class SparkService(Service):
             "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.appDataTtl=86400",
             # executors are forked by the worker: they run our venv's Python
             "PYSPARK_PYTHON": sys.executable,
+            # glibc gives threads up to 8 malloc arenas per core; a JVM's many threads then keep native memory
+            # that shows as RSS creeping for hours. Two arenas bound it (inherited by the executors)
+            "MALLOC_ARENA_MAX": "2",
         }
 
     def programs(self) -> list[Program]:
