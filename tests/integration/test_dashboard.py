@@ -6,38 +6,21 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from cdc_flow import make_users  # tests/integration/cdc_flow.py
 from prometheus_client.parser import text_string_to_metric_families
 
 from userstream.config import Settings
-from userstream.ingest.land import LandedUser, Reject, land_batch
-from userstream.model import UserRow
+from userstream.ingest.land import Reject, land_batch
 from userstream.monitor.auth import dashboard_token
 from userstream.runtime.stack import Stack
 from userstream.store.postgres import apply_postgres_schema
 
 pytestmark = pytest.mark.integration
-
-
-def make_users(n: int, tag: str) -> list[LandedUser]:
-    now = datetime.now(UTC)
-    return [
-        LandedUser(
-            row=UserRow(
-                id=uuid.uuid4(), first_name=f"{tag}{i}", last_name="Dash", gender="female",
-                address=f"{i} Road, City, State, Country", post_code=f"0{i}", email=f"{tag}{i}@example.com",
-                username=f"{tag}{i}", dob=now, registered_date=now, phone="01-23", picture="https://p/w.jpg",
-                nat="FR", fetched_at=now,
-            ),
-            raw_json=json.dumps({"tag": tag, "i": i}),
-        )
-        for i in range(n)
-    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
