@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from userstream.errors import ConfigError
@@ -67,9 +67,16 @@ class Settings(BaseSettings):
         None, description="an external cluster's SASL login, used by every component"
     )
     kafka_sasl_password: str | None = None
-    kafka_ssl_ca_file: Path | None = Field(
+    kafka_ssl_ca_file: FilePath | None = Field(
         None, description="PEM CA bundle an external cluster's certificate is checked with"
     )
+    kafka_ssl_certificate_file: FilePath | None = Field(
+        None, description="PEM client certificate (chain) for an external cluster that asks for one (mutual TLS)"
+    )
+    kafka_ssl_key_file: FilePath | None = Field(
+        None, description="PEM (PKCS#8) private key of that certificate; encrypted: USERSTREAM_KAFKA_SSL_KEY_PASSWORD"
+    )
+    kafka_ssl_key_password: str | None = None
     kafka_heap: str = "512m"
     users_topic: str = "users.raw"
     dlq_topic: str = "users.dlq"
@@ -92,6 +99,9 @@ class Settings(BaseSettings):
         None, description="an external registry's basic-auth user (every component uses it); ours: generated logins"
     )
     registry_password: str | None = None
+    registry_ssl_ca_file: FilePath | None = Field(
+        None, description="PEM CA an external registry's https certificate is checked with (Python clients)"
+    )
     registry_port: int = 8081
     registry_heap: str = "384m"
 
@@ -107,6 +117,9 @@ class Settings(BaseSettings):
         None, description="an external cluster's login, used by every component (default: our generated roles)"
     )
     cassandra_password: str | None = None
+    cassandra_ssl_ca_file: FilePath | None = Field(
+        None, description="PEM CA of an external cluster's client TLS: set, every component connects with TLS"
+    )
 
     # --- Spark ---------------------------------------------------------------------------
     spark_master_url: str | None = None
@@ -172,6 +185,29 @@ class Settings(BaseSettings):
     dashboard_count_interval_s: float = Field(
         15.0, gt=0, description="least seconds between exact row counts of big tables (Cassandra, Postgres)"
     )
+
+    @model_validator(mode="after")
+    def _tls_files_belong_to_external_clusters(self) -> Settings:
+        # ours speak no TLS yet: a CA or client certificate makes sense only for an external cluster
+        if (self.kafka_ssl_certificate_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("KAFKA_SSL_CERTIFICATE_FILE and KAFKA_SSL_KEY_FILE go together: set both or neither")
+        pairs = [
+            ("KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file, "KAFKA_BOOTSTRAP", self.kafka_bootstrap),
+            ("KAFKA_SSL_CERTIFICATE_FILE", self.kafka_ssl_certificate_file, "KAFKA_BOOTSTRAP", self.kafka_bootstrap),
+            (
+                "CASSANDRA_SSL_CA_FILE",
+                self.cassandra_ssl_ca_file,
+                "CASSANDRA_CONTACT_POINTS",
+                self.cassandra_contact_points,
+            ),
+            ("REGISTRY_SSL_CA_FILE", self.registry_ssl_ca_file, "REGISTRY_URL", self.registry_url),
+        ]
+        for name, value, needs, endpoint in pairs:
+            if value is not None and endpoint is None:
+                raise ValueError(f"{name} is for an external cluster: set USERSTREAM_{needs} too, or unset it")
+        if self.kafka_ssl_certificate_file is not None and not self.kafka_security_protocol.endswith("SSL"):
+            raise ValueError("a Kafka client certificate needs KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL")
+        return self
 
     # --- derived paths -------------------------------------------------------------------
     @property
@@ -260,7 +296,7 @@ def get_settings() -> Settings:
         lines = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            lines.append(f"USERSTREAM_{field.upper()}: {err['msg']}")
+            lines.append(f"USERSTREAM_{field.upper()}: {err['msg']}" if field else str(err["msg"]))
         raise ConfigError(
             "invalid settings:\n  " + "\n  ".join(lines),
             fix="correct or unset the environment variables named above",

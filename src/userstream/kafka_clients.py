@@ -8,11 +8,13 @@ mechanism and login, and a CA file; there the one configured login serves every 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from userstream.config import Settings
+from userstream.errors import ConfigError
 from userstream.kafkalog import with_logger
-from userstream.secret_store import SecretName
+from userstream.secret_store import SecretName, write_private
 
 __all__ = [
     "MONITOR_GROUP_PREFIX",
@@ -22,6 +24,7 @@ __all__ = [
     "client_config",
     "jvm_client_props",
     "login",
+    "pem_keystore",
 ]
 
 KafkaIdentity = Literal["admin", "connect", "stream", "monitor"]
@@ -68,8 +71,14 @@ def client_config(settings: Settings, identity: KafkaIdentity, client: str, **ex
     creds = login(settings, identity)
     if creds is not None:
         config |= {"sasl.mechanism": mechanism, "sasl.username": creds[0], "sasl.password": creds[1]}
-    if protocol.endswith("SSL") and settings.kafka_ssl_ca_file is not None:
-        config["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
+    if protocol.endswith("SSL"):
+        if settings.kafka_ssl_ca_file is not None:
+            config["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
+        if settings.kafka_ssl_certificate_file is not None and settings.kafka_ssl_key_file is not None:
+            config["ssl.certificate.location"] = str(settings.kafka_ssl_certificate_file)
+            config["ssl.key.location"] = str(settings.kafka_ssl_key_file)
+            if settings.kafka_ssl_key_password:
+                config["ssl.key.password"] = settings.kafka_ssl_key_password
     return with_logger({**config, **extra}, client)
 
 
@@ -94,6 +103,25 @@ def jvm_client_props(settings: Settings, identity: KafkaIdentity, prefix: str = 
             "sasl.jaas.config": f'{module} required username="{_jaas_quote(creds[0])}" '
             f'password="{_jaas_quote(creds[1])}";',
         }
-    if protocol.endswith("SSL") and settings.kafka_ssl_ca_file is not None:
-        props |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(settings.kafka_ssl_ca_file)}
+    if protocol.endswith("SSL"):
+        if settings.kafka_ssl_ca_file is not None:
+            props |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(settings.kafka_ssl_ca_file)}
+        if settings.kafka_ssl_certificate_file is not None:
+            props |= {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(pem_keystore(settings))}
+            if settings.kafka_ssl_key_password:
+                props["ssl.key.password"] = settings.kafka_ssl_key_password
     return {f"{prefix}{key}": value for key, value in props.items()}
+
+
+def pem_keystore(settings: Settings) -> Path:
+    """Java clients read a PEM keystore as one file, the key before its certificate chain: made from the two
+    files the settings name (0600, under the data dir), remade when they change."""
+    cert, key = settings.kafka_ssl_certificate_file, settings.kafka_ssl_key_file
+    if cert is None or key is None:
+        raise ConfigError(
+            "no Kafka client certificate is configured",
+            fix="set USERSTREAM_KAFKA_SSL_CERTIFICATE_FILE and USERSTREAM_KAFKA_SSL_KEY_FILE",
+        )
+    path = settings.state_dir / "tls" / "kafka-client-keystore.pem"
+    write_private(path, key.read_text().strip() + "\n" + cert.read_text().strip() + "\n")
+    return path

@@ -24,6 +24,7 @@ __all__ = [
     "registry_client",
     "registry_client_config",
     "registry_login",
+    "registry_verify",
 ]
 
 RegistryIdentity = Literal["admin", "connect", "stream", "monitor"]
@@ -54,10 +55,17 @@ def registry_login(settings: Settings, identity: RegistryIdentity) -> tuple[str,
 def registry_client_config(settings: Settings, identity: RegistryIdentity, **extra: Any) -> dict[str, Any]:
     """confluent-kafka ``SchemaRegistryClient`` config of ``identity`` on the Confluent-compatible API."""
     config: dict[str, Any] = {"url": settings.registry_endpoint}
+    if settings.registry_ssl_ca_file is not None:
+        config["ssl.ca.location"] = str(settings.registry_ssl_ca_file)
     login = registry_login(settings, identity)
     if login is not None:
         config["basic.auth.user.info"] = f"{login[0]}:{login[1]}"
     return config | extra
+
+
+def registry_verify(settings: Settings) -> str | bool:
+    """httpx's ``verify`` for the registry: the configured CA file, else the system's CAs."""
+    return str(settings.registry_ssl_ca_file) if settings.registry_ssl_ca_file is not None else True
 
 
 def registry_client(settings: Settings, identity: RegistryIdentity, **extra: Any) -> SchemaRegistryClient:

@@ -28,6 +28,7 @@ SecretName = Literal[
     "cassandra_admin_password",
     "cassandra_stream_password",
     "cassandra_monitor_password",
+    "cassandra_truststore_password",
     "spark_auth_secret",
     "spark_ui_password",
     "connect_rest_password",

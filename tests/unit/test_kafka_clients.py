@@ -43,6 +43,7 @@ def test_an_external_cluster_takes_the_configured_security(tmp_path: Path) -> No
     assert jvm_client_props(plain, "connect") == {"security.protocol": "PLAINTEXT"}
 
     ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # the settings check it exists
     secured = Settings(
         data_dir=tmp_path, kafka_bootstrap="broker:9093", kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="PLAIN", kafka_sasl_username="team", kafka_sasl_password='p"w', kafka_ssl_ca_file=ca,

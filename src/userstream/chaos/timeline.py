@@ -25,7 +25,7 @@ from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
 
 from userstream.config import Settings
-from userstream.store.cassandra import auth_provider
+from userstream.store.cassandra import cluster_options
 from userstream.store.postgres import conninfo
 from userstream.stream import job_paths
 from userstream.stream.progress import read_progress
@@ -106,10 +106,7 @@ class PipelineProbe:
                 raise ConnectionError("Cassandra unreachable at the last attempt")
             self._next_connect = time.monotonic() + 5  # a down node: do not retry the connect every second
             cluster = Cluster(
-                self.settings.cassandra_hosts,
-                port=self.settings.cassandra_port,
-                connect_timeout=5,
-                auth_provider=auth_provider(self.settings, "monitor"),
+                self.settings.cassandra_hosts, connect_timeout=5, **cluster_options(self.settings, "monitor")
             )
             try:
                 session = cluster.connect()

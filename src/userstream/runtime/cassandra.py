@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from userstream.errors import InstallError
 from userstream.runtime.base import Health, Reporter, Service, java, maven_install, tcp_open
 from userstream.runtime.process import Program
 from userstream.secret_store import new_secret
-from userstream.store.cassandra import credentials
+from userstream.store.cassandra import credentials, tls_context
 
 # created by Cassandra at its first start; replaced by ours and disabled at once (ensure_roles)
 DEFAULT_SUPERUSER = ("cassandra", "cassandra")
@@ -259,7 +260,7 @@ permissions_validity: 60000ms
         if not self.external and not self._roles_marker.exists():
             logins = [DEFAULT_SUPERUSER]  # first start: only the default superuser exists yet
         try:
-            version = cql_release_version(hosts, s.cassandra_port, *logins[0])
+            version = cql_release_version(hosts, s.cassandra_port, *logins[0], ssl_context=tls_context(s))
         except Exception as exc:  # the driver raises many types (NoHostAvailable, OperationTimedOut, ...)
             return Health(False, f"{type(exc).__name__}: {str(exc)[:200]}")
         return Health(True, f"Cassandra {version}")
@@ -269,7 +270,14 @@ permissions_validity: 60000ms
         return {"cql": ",".join(f"{h}:{s.cassandra_port}" for h in s.cassandra_hosts)}
 
 
-def cql_release_version(hosts: list[str], port: int, username: str, password: str, timeout_s: float = 3.0) -> str:
+def cql_release_version(
+    hosts: list[str],
+    port: int,
+    username: str,
+    password: str,
+    timeout_s: float = 3.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> str:
     """``SELECT release_version FROM system.local`` through a short-lived driver session."""
     # the driver logs every failed connect attempt as a warning; a health probe expects failures
     logging.getLogger("cassandra").setLevel(logging.ERROR)
@@ -281,6 +289,7 @@ def cql_release_version(hosts: list[str], port: int, username: str, password: st
         control_connection_timeout=timeout_s,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         auth_provider=PlainTextAuthProvider(username=username, password=password),
+        ssl_context=ssl_context,
     )
     try:
         session = cluster.connect()

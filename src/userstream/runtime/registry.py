@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from userstream.config import Settings
-from userstream.registry_clients import PASSWORD_SECRETS, USERS, WRITERS, registry_login
+from userstream.registry_clients import PASSWORD_SECRETS, USERS, WRITERS, registry_login, registry_verify
 from userstream.runtime.archives import unpack_once
 from userstream.runtime.base import Health, Reporter, Service, java, maven_install, tcp_open
 from userstream.runtime.process import Program
@@ -165,6 +165,7 @@ class RegistryService(Service):
             resp = httpx.get(
                 f"{self.settings.registry_endpoint.rstrip('/')}/subjects",
                 auth=registry_login(self.settings, "monitor"),
+                verify=registry_verify(self.settings),
                 timeout=3.0,
             )
         except httpx.HTTPError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 from userstream.config import Settings
 from userstream.kafka_clients import client_config
+from userstream.store.cassandra import cluster_options
 from userstream.stream import synthetic
 from userstream.stream.checks import count_rows, rows_by_id
 from userstream.stream.control import ensure_job_running, job_conf, job_paths, stop_job
@@ -155,7 +156,7 @@ def _insert_rows(settings: Settings, keyspace: str, run: str, start: int, stop: 
     from cassandra.cluster import Cluster
     from cassandra.concurrent import execute_concurrent_with_args
 
-    cluster = Cluster(settings.cassandra_hosts, port=settings.cassandra_port)
+    cluster = Cluster(settings.cassandra_hosts, **cluster_options(settings, "admin"))
     try:
         session = cluster.connect()
         cols = (*COLUMNS, "processed_at")

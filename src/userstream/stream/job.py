@@ -49,7 +49,7 @@ from userstream.config import Settings
 from userstream.kafka_clients import jvm_client_props
 from userstream.registry_clients import registry_client_config
 from userstream.runtime.signals import stop_on_signals
-from userstream.store.cassandra import spark_auth_conf
+from userstream.store.cassandra import spark_auth_conf, spark_tls_conf
 from userstream.stream import rules
 from userstream.stream.control import JobPaths, job_paths
 from userstream.stream.gateway import require_gateway_token
@@ -463,7 +463,8 @@ def run(settings: Settings, name: str) -> int:
     tracker.write()
     spark = SparkSession.builder.appName(f"userstream-{name}").getOrCreate()
     require_gateway_token(spark)  # before any query: the JVM calls back into this process
-    for key, value in spark_auth_conf(settings, "stream").items():  # read here, never on a command line
+    # login and TLS read here, never on a command line
+    for key, value in {**spark_auth_conf(settings, "stream"), **spark_tls_conf(settings)}.items():
         spark.conf.set(key, value)
     ensure_job_topics(settings)
     log.warning(

@@ -27,7 +27,7 @@ from userstream.monitor.collectors.base import BackgroundValue, Reconnecting, ep
 from userstream.monitor.models import CassandraSection, CountryWindow, LatencySection, Section, StoredUser
 from userstream.monitor.stages import latency_histogram
 from userstream.runtime.base import tcp_open
-from userstream.store.cassandra import auth_provider
+from userstream.store.cassandra import cluster_options
 
 __all__ = ["CassandraCollector", "CassandraResult"]
 
@@ -86,12 +86,11 @@ class CassandraCollector:
         }
         cluster = Cluster(
             s.cassandra_hosts,
-            port=s.cassandra_port,
             connect_timeout=3,
             control_connection_timeout=3,
             execution_profiles=profiles,
             reconnection_policy=ConstantReconnectionPolicy(2.0, max_attempts=None),
-            auth_provider=auth_provider(s, "monitor"),
+            **cluster_options(s, "monitor"),
         )
         try:
             return cluster.connect()
