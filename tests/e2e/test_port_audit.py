@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from userstream.config import Settings
 from userstream.pipeline import bootstrap
+from userstream.runtime.cassandra import INTERNODE_IDENTITY, CassandraService
 from userstream.runtime.health import health_report
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
@@ -34,7 +36,7 @@ OPEN_ON_PURPOSE = {
     "source": "the bundled randomuser-compatible API: generated users only",
 }
 # still open (docs/security.md, "Not yet secured"): each must still answer anonymously while listed here
-NOT_YET_SECURED = {"cassandra internode"}
+NOT_YET_SECURED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,47 @@ def _cql(host: str, port: int) -> tuple[bool, str]:
     return False, "connected without a login"
 
 
+def _kept_open(sock: socket.socket) -> bool:
+    """The internode magic (0xCA552DFA) and a header's worth of bytes, then: does the server answer or wait
+    for the rest (it took the connection), or hang up (it refused the peer: closed, reset, or TLS failed)?"""
+    try:
+        sock.sendall(b"\xca\x55\x2d\xfa" + b"\x00" * 12)
+        return sock.recv(64) != b""
+    except TimeoutError:
+        return True
+    except OSError:  # ssl.SSLError included
+        return False
+
+
+def _tls_kept_open(host: str, port: int, certificate: str | None) -> tuple[bool, str]:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    if certificate:
+        tls.load_cert_chain(certificate)
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw, tls.wrap_socket(raw) as sock:
+            kept = _kept_open(sock)
+    except OSError as exc:
+        return False, str(exc)[:80]
+    return kept, "kept open" if kept else "closed"
+
+
+def _cassandra_internode(host: str, port: int, settings: Settings) -> tuple[bool, str]:
+    """Refused: plaintext and TLS without a client certificate are hung up on, while TLS with the install's
+    certificate is kept open (the control: a port that speaks no TLS at all fails it, and so is not counted
+    as refusing)."""
+    with socket.create_connection((host, port), timeout=5) as raw:
+        plain_open = _kept_open(raw)
+    anonymous_open, anonymous = _tls_kept_open(host, port, None)
+    ours = CassandraService(settings).authority.keystore_path(INTERNODE_IDENTITY)
+    control_open, control = _tls_kept_open(host, port, str(ours))
+    refused = control_open and not plain_open and not anonymous_open
+    return refused, (
+        f"plaintext {'kept open' if plain_open else 'closed'}; TLS without a certificate: {anonymous}; "
+        f"with ours: {control}"
+    )
+
+
 def _kafka(host: str, port: int) -> tuple[bool, str]:
     admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "socket.timeout.ms": 5000})
     try:
@@ -163,7 +206,8 @@ def attempt(settings: Settings, port: int, program: str) -> Attempt:
         # our login filter answers 401 on every page of the three UIs, whatever the method
         s.spark_master_ui_port: ("spark UI", "no login", lambda: _http(host, port, ["/json/", "/", "/app/?appId=x"])),
         s.spark_worker_ui_port: ("spark UI", "no login", lambda: _http(host, port, ["/json/", "/", "/logPage/"])),
-        s.cassandra_storage_port: ("cassandra internode", "(not probed: gossip)", lambda: (False, "no internode auth")),
+        s.cassandra_storage_port: ("cassandra internode", "messaging magic, plaintext and TLS without a cert",
+                                   lambda: _cassandra_internode(host, port, s)),
         s.source_port: ("source", "GET /api/?results=1", lambda: _source(host, port)),
     }  # fmt: skip
     if port in named:

@@ -42,6 +42,13 @@ def test_cassandra_module_options_come_in_pairs() -> None:
     assert all(target.endswith("=ALL-UNNAMED") for target in flags[1::2])
 
 
+def test_cassandra_heap_fixed_and_pre_touched(tmp_path: Path) -> None:
+    # a heap that grows toward -Xmx reads as a leak in a soak; a fixed one is taken once at start
+    options = CassandraService(Settings(data_dir=tmp_path, cassandra_heap="768M")).jvm_options()
+    heap = [o for o in options if o.startswith(("-Xms", "-Xmx"))]
+    assert heap == ["-Xms768M", "-Xmx768M"] and "-XX:+AlwaysPreTouch" in options
+
+
 def test_cassandra_external_starts_nothing(tmp_path: Path) -> None:
     service = CassandraService(Settings(data_dir=tmp_path, cassandra_contact_points="db1, db2"))
     assert service.external and service.programs() == []

@@ -16,6 +16,7 @@ from cassandra.policies import RoundRobinPolicy
 from userstream.config import Settings
 from userstream.errors import InstallError
 from userstream.runtime.base import Health, Reporter, Service, java, maven_install, tcp_open
+from userstream.runtime.certificates import LocalAuthority
 from userstream.runtime.process import Program
 from userstream.secret_store import new_secret
 from userstream.store.cassandra import credentials, tls_context
@@ -53,7 +54,7 @@ JVM17_MODULE_OPTIONS: list[str] = [
     "--add-opens", "java.base/java.nio=ALL-UNNAMED",
 ]  # fmt: skip
 
-# G1 as in jvm17-server.options, minus what only pays off on big heaps (16m regions, pre-touch).
+# G1 as in jvm17-server.options, minus what only pays off on big heaps (16m regions).
 GC_OPTIONS: list[str] = [
     "-XX:+UseG1GC",
     "-XX:+ParallelRefProcEnabled",
@@ -62,6 +63,8 @@ GC_OPTIONS: list[str] = [
     "-XX:MaxGCPauseMillis=300",
     "-XX:InitiatingHeapOccupancyPercent=70",
 ]
+
+INTERNODE_IDENTITY = "cassandra-internode"
 
 LOGBACK_XML = """<configuration scan="false">
   <!-- everything to stdout: supervisord owns the log file and its rotation -->
@@ -164,13 +167,29 @@ authorizer:
   class_name: org.apache.cassandra.auth.CassandraAuthorizer
 role_manager:
   class_name: org.apache.cassandra.auth.CassandraRoleManager
+# the storage port speaks mutual TLS only: a peer needs a certificate of this install's CA (secrets/tls)
+server_encryption_options:
+  internode_encryption: all
+  optional: false
+  legacy_ssl_storage_port_enabled: false
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: {self.authority.keystore_path(INTERNODE_IDENTITY)}
+  truststore: {self.authority.ca_path}
+  require_client_auth: true
+  require_endpoint_verification: false
 # a login's bcrypt check is cached this long (a health probe logs in every few seconds)
 credentials_validity: 60000ms
 roles_validity: 60000ms
 permissions_validity: 60000ms
 """
 
+    @property
+    def authority(self) -> LocalAuthority:
+        return LocalAuthority(self.settings.secret_store.directory / "tls")
+
     def write_config(self) -> None:
+        self.authority.issue(INTERNODE_IDENTITY, [self.settings.bind_host])
         self.conf_path.mkdir(parents=True, exist_ok=True)
         for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
             (self.data_path / sub).mkdir(parents=True, exist_ok=True)
@@ -191,11 +210,11 @@ permissions_validity: 60000ms
     def jvm_options(self) -> list[str]:
         s = self.settings
         return [
-            # heap grows to -Xmx under load and is handed back when idle (periodic G1 cycles), so an idle
-            # node costs a fraction of its maximum heap
-            "-Xms256M",
+            # a fixed, pre-touched heap (as cassandra-env.sh sizes it): memory is taken once at start, so
+            # the node's footprint does not creep toward -Xmx over hours of load
+            f"-Xms{s.cassandra_heap}",
             f"-Xmx{s.cassandra_heap}",
-            "-XX:G1PeriodicGCInterval=60000",
+            "-XX:+AlwaysPreTouch",
             *GC_OPTIONS,
             "-XX:+PerfDisableSharedMem",  # no hsperfdata mmap: avoids GC stalls on a busy disk
             "-XX:+ExitOnOutOfMemoryError",  # die rather than limp; supervisord restarts it
