@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from userstream.certificates import LocalAuthority
 from userstream.errors import ConfigError
 from userstream.secret_store import SecretName, SecretStore
 
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
         None, description="the pipeline role's password (default: generated per install, `userstream secrets show`)"
     )
     postgres_db: str = "userstream"
+
+    # --- TLS of our own servers ------------------------------------------------------------
+    tls: bool = Field(
+        False,
+        description="our Kafka (client listener), Cassandra (CQL) and registry (https) take TLS only, with "
+        "certificates of the install's CA (<data dir>/secrets/tls/ca.pem), and every component checks them",
+    )
 
     # --- Kafka ---------------------------------------------------------------------------
     kafka_bootstrap: str | None = None
@@ -188,7 +196,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_files_belong_to_external_clusters(self) -> Settings:
-        # ours speak no TLS yet: a CA or client certificate makes sense only for an external cluster
+        # ours take the install's CA (USERSTREAM_TLS): a CA or client certificate file is for an external cluster
         if (self.kafka_ssl_certificate_file is None) != (self.kafka_ssl_key_file is None):
             raise ValueError("KAFKA_SSL_CERTIFICATE_FILE and KAFKA_SSL_KEY_FILE go together: set both or neither")
         pairs = [
@@ -238,6 +246,33 @@ class Settings(BaseSettings):
     def secret_store(self) -> SecretStore:
         return SecretStore(self.root / "secrets")
 
+    @property
+    def local_ca(self) -> LocalAuthority:
+        """The install's certificate authority (our servers' TLS certificates)."""
+        return LocalAuthority(self.secret_store.directory / "tls")
+
+    def _ca_for(self, external: bool, configured: Path | None) -> Path | None:
+        if external:
+            return configured
+        if not self.tls:
+            return None
+        if not self.local_ca.ca_path.exists():  # a client before any server started: the CA is made first
+            self.local_ca.authority()
+        return self.local_ca.ca_path
+
+    @property
+    def kafka_ca_file(self) -> Path | None:
+        """The CA the Kafka cluster's certificate is checked with: an external one's, or ours with TLS on."""
+        return self._ca_for(self.kafka_bootstrap is not None, self.kafka_ssl_ca_file)
+
+    @property
+    def cassandra_ca_file(self) -> Path | None:
+        return self._ca_for(self.cassandra_contact_points is not None, self.cassandra_ssl_ca_file)
+
+    @property
+    def registry_ca_file(self) -> Path | None:
+        return self._ca_for(self.registry_url is not None, self.registry_ssl_ca_file)
+
     def secret(self, name: SecretName) -> str:
         """The secret ``name``: its USERSTREAM_* override when set, else the one generated for this install."""
         override = getattr(self, name, None)
@@ -270,7 +305,8 @@ class Settings(BaseSettings):
     @property
     def registry_endpoint(self) -> str:
         """Base URL of the Confluent-compatible API."""
-        return self.registry_url or f"http://{self.bind_host}:{self.registry_port}/apis/ccompat/v7"
+        scheme = "https" if self.tls else "http"
+        return self.registry_url or f"{scheme}://{self.bind_host}:{self.registry_port}/apis/ccompat/v7"
 
     @property
     def cassandra_hosts(self) -> list[str]:

@@ -1,9 +1,10 @@
 """Every Kafka client's config, with its component's identity: one place, so none connects anonymously.
 
-Our broker (see ``runtime.kafka``) takes SASL/SCRAM-SHA-512 on its client listener, one generated login per
-component, and authorizes each with ACLs (``runtime.kafka_acls``). An external cluster
-(``USERSTREAM_KAFKA_BOOTSTRAP``) takes what its settings say: ``kafka_security_protocol``, the SASL
-mechanism and login, and a CA file; there the one configured login serves every component.
+Our broker (see ``runtime.kafka``) takes SASL/SCRAM-SHA-512 on its client listener (over TLS with
+``USERSTREAM_TLS``), one generated login per component, and authorizes each with ACLs
+(``runtime.kafka_acls``). An external cluster (``USERSTREAM_KAFKA_BOOTSTRAP``) takes what its settings
+say: ``kafka_security_protocol``, the SASL mechanism and login, and a CA file; there the one configured
+login serves every component.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ LOCAL_MECHANISM = "SCRAM-SHA-512"
 def _security(settings: Settings) -> tuple[str, str]:
     """(security.protocol, sasl.mechanism) of the cluster the settings point at."""
     if settings.kafka_bootstrap is None:
-        return LOCAL_PROTOCOL, LOCAL_MECHANISM
+        return ("SASL_SSL" if settings.tls else LOCAL_PROTOCOL), LOCAL_MECHANISM
     return settings.kafka_security_protocol, settings.kafka_sasl_mechanism
 
 
@@ -72,8 +73,8 @@ def client_config(settings: Settings, identity: KafkaIdentity, client: str, **ex
     if creds is not None:
         config |= {"sasl.mechanism": mechanism, "sasl.username": creds[0], "sasl.password": creds[1]}
     if protocol.endswith("SSL"):
-        if settings.kafka_ssl_ca_file is not None:
-            config["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
+        if settings.kafka_ca_file is not None:
+            config["ssl.ca.location"] = str(settings.kafka_ca_file)
         if settings.kafka_ssl_certificate_file is not None and settings.kafka_ssl_key_file is not None:
             config["ssl.certificate.location"] = str(settings.kafka_ssl_certificate_file)
             config["ssl.key.location"] = str(settings.kafka_ssl_key_file)
@@ -104,8 +105,8 @@ def jvm_client_props(settings: Settings, identity: KafkaIdentity, prefix: str = 
             f'password="{_jaas_quote(creds[1])}";',
         }
     if protocol.endswith("SSL"):
-        if settings.kafka_ssl_ca_file is not None:
-            props |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(settings.kafka_ssl_ca_file)}
+        if settings.kafka_ca_file is not None:
+            props |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(settings.kafka_ca_file)}
         if settings.kafka_ssl_certificate_file is not None:
             props |= {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(pem_keystore(settings))}
             if settings.kafka_ssl_key_password:

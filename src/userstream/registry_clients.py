@@ -55,8 +55,8 @@ def registry_login(settings: Settings, identity: RegistryIdentity) -> tuple[str,
 def registry_client_config(settings: Settings, identity: RegistryIdentity, **extra: Any) -> dict[str, Any]:
     """confluent-kafka ``SchemaRegistryClient`` config of ``identity`` on the Confluent-compatible API."""
     config: dict[str, Any] = {"url": settings.registry_endpoint}
-    if settings.registry_ssl_ca_file is not None:
-        config["ssl.ca.location"] = str(settings.registry_ssl_ca_file)
+    if settings.registry_ca_file is not None:
+        config["ssl.ca.location"] = str(settings.registry_ca_file)
     login = registry_login(settings, identity)
     if login is not None:
         config["basic.auth.user.info"] = f"{login[0]}:{login[1]}"
@@ -64,8 +64,8 @@ def registry_client_config(settings: Settings, identity: RegistryIdentity, **ext
 
 
 def registry_verify(settings: Settings) -> str | bool:
-    """httpx's ``verify`` for the registry: the configured CA file, else the system's CAs."""
-    return str(settings.registry_ssl_ca_file) if settings.registry_ssl_ca_file is not None else True
+    """httpx's ``verify`` for the registry: its CA file (an external one's, or ours), else the system's CAs."""
+    return str(settings.registry_ca_file) if settings.registry_ca_file is not None else True
 
 
 def registry_client(settings: Settings, identity: RegistryIdentity, **extra: Any) -> SchemaRegistryClient:

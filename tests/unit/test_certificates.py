@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from userstream.runtime.certificates import LocalAuthority
+from userstream.certificates import LocalAuthority
 
 
 @pytest.fixture

@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
+from userstream.certificates import keytool
 from userstream.config import Settings
 from userstream.kafka_clients import client_config, jvm_client_props
 from userstream.registry_clients import registry_client_config, registry_verify
-from userstream.store.cassandra import cluster_options, keytool, spark_tls_conf, tls_context
+from userstream.store.cassandra import cluster_options, spark_tls_conf, tls_context
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import RoundRobinPolicy
 
+from userstream.certificates import LocalAuthority, server_names
 from userstream.config import Settings
 from userstream.errors import InstallError
 from userstream.runtime.base import Health, Reporter, Service, java, maven_install, tcp_open
-from userstream.runtime.certificates import LocalAuthority
 from userstream.runtime.process import Program
 from userstream.secret_store import new_secret
 from userstream.store.cassandra import credentials, tls_context
@@ -64,7 +64,8 @@ GC_OPTIONS: list[str] = [
     "-XX:InitiatingHeapOccupancyPercent=70",
 ]
 
-INTERNODE_IDENTITY = "cassandra-internode"
+# one certificate for both ports: internode (mutual TLS, always) and CQL (with USERSTREAM_TLS)
+INTERNODE_IDENTITY = "cassandra"
 
 LOGBACK_XML = """<configuration scan="false">
   <!-- everything to stdout: supervisord owns the log file and its rotation -->
@@ -178,18 +179,31 @@ server_encryption_options:
   truststore: {self.authority.ca_path}
   require_client_auth: true
   require_endpoint_verification: false
-# a login's bcrypt check is cached this long (a health probe logs in every few seconds)
+{self._client_encryption()}# a login's bcrypt check is cached this long (a health probe logs in every few seconds)
 credentials_validity: 60000ms
 roles_validity: 60000ms
 permissions_validity: 60000ms
 """
 
+    def _client_encryption(self) -> str:
+        if not self.settings.tls:
+            return ""
+        return f"""# USERSTREAM_TLS: CQL takes TLS only (the install's CA); logins as before
+client_encryption_options:
+  enabled: true
+  optional: false
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: {self.authority.keystore_path(INTERNODE_IDENTITY)}
+  require_client_auth: false
+"""
+
     @property
     def authority(self) -> LocalAuthority:
-        return LocalAuthority(self.settings.secret_store.directory / "tls")
+        return self.settings.local_ca
 
     def write_config(self) -> None:
-        self.authority.issue(INTERNODE_IDENTITY, [self.settings.bind_host])
+        self.authority.issue(INTERNODE_IDENTITY, server_names(self.settings.bind_host))
         self.conf_path.mkdir(parents=True, exist_ok=True)
         for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
             (self.data_path / sub).mkdir(parents=True, exist_ok=True)
@@ -324,6 +338,7 @@ def _login(settings: Settings, username: str, password: str) -> Session:
         port=settings.cassandra_port,
         connect_timeout=10,
         auth_provider=PlainTextAuthProvider(username=username, password=password),
+        ssl_context=tls_context(settings),
     )
     try:
         return cluster.connect()

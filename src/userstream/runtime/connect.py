@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from userstream.certificates import pkcs12_trust_store
 from userstream.config import Settings
 from userstream.kafka_clients import jvm_client_props
 from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
@@ -204,6 +205,11 @@ class ConnectService(Service):
 
     def prepare(self) -> None:
         self._write_rest_login()
+        ca = self.settings.registry_ca_file
+        if ca is not None:
+            if self.settings.registry_url is None:
+                self.settings.local_ca.authority()  # ours: made by now, unless Connect is the first to start
+            pkcs12_trust_store(ca, self.registry_trust_store, setting="USERSTREAM_REGISTRY_SSL_CA_FILE")
         # it holds the worker's Kafka password: private, like the secret files
         write_private(self.worker_properties, render_properties(self.worker_config()))
         write_if_changed(
@@ -218,6 +224,18 @@ class ConnectService(Service):
             ),
         )
 
+    @property
+    def registry_trust_store(self) -> Path:
+        return self.settings.state_dir / "tls" / "registry-truststore.p12"
+
+    def _registry_trust(self) -> list[str]:
+        """Apicurio's converter has no TLS setting of its own: it checks an https registry against the JVM's
+        default trust store, so that is the registry's CA (Kafka's clients have their own trust settings)."""
+        ca = self.settings.registry_ca_file
+        if ca is None:
+            return []
+        return [f"-Djavax.net.ssl.trustStore={self.registry_trust_store}", "-Djavax.net.ssl.trustStoreType=PKCS12"]
+
     def programs(self) -> list[Program]:
         if self.external:
             return []
@@ -230,6 +248,7 @@ class ConnectService(Service):
                     *SERVER_JVM_FLAGS,
                     f"-Dlog4j2.configurationFile={self.log4j_config}",
                     f"-Djava.security.auth.login.config={self.rest_jaas_file}",
+                    *self._registry_trust(),
                     "-cp",
                     classpath(self.lib),
                     "org.apache.kafka.connect.cli.ConnectDistributed",

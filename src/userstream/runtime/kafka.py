@@ -11,12 +11,15 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from userstream.certificates import server_names
 from userstream.errors import ServiceError
 from userstream.kafka_clients import LOCAL_MECHANISM, PRINCIPALS, client_config
 from userstream.runtime.base import Health, Reporter, Service, classpath, java, maven_install, tcp_open
 from userstream.runtime.kafka_acls import BROKER_USER, bootstrap_identities, broker_client_config
 from userstream.runtime.process import Program
 from userstream.secret_store import write_private
+
+TLS_IDENTITY = "kafka"
 
 # JVM flags for short-lived tools (StorageTool): start fast, stay small.
 TOOL_JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
@@ -158,7 +161,10 @@ class KafkaService(Service):
             "advertised.listeners": f"CLIENT://{host}:{s.kafka_port},BROKER://{host}:{s.kafka_broker_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "BROKER",
-            "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            # with USERSTREAM_TLS the components' listener is SASL over TLS (the broker's own two stay on loopback)
+            "listener.security.protocol.map": f"CLIENT:{'SASL_SSL' if s.tls else 'SASL_PLAINTEXT'},"
+            "BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            **self._client_tls(),
             "listener.name.client.sasl.enabled.mechanisms": LOCAL_MECHANISM,
             f"listener.name.client.{LOCAL_MECHANISM.lower()}.sasl.jaas.config": (
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -195,7 +201,15 @@ class KafkaService(Service):
             "log.retention.check.interval.ms": 300000,
         }
 
+    def _client_tls(self) -> dict[str, object]:
+        if not self.settings.tls:
+            return {}
+        keystore = self.settings.local_ca.keystore_path(TLS_IDENTITY)
+        return {"listener.name.client.ssl.keystore.type": "PEM", "listener.name.client.ssl.keystore.location": keystore}
+
     def prepare(self) -> None:
+        if self.settings.tls:
+            self.settings.local_ca.issue(TLS_IDENTITY, server_names(self.settings.bind_host))
         self.log_dirs.mkdir(parents=True, exist_ok=True)
         # it holds the broker's password: private, like the secret files
         write_private(self.server_properties, render_properties(self.server_config()))

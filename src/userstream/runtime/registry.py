@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 
+from userstream.certificates import server_names
 from userstream.config import Settings
 from userstream.registry_clients import PASSWORD_SECRETS, USERS, WRITERS, registry_login, registry_verify
 from userstream.runtime.archives import unpack_once
@@ -15,6 +16,7 @@ from userstream.secret_store import write_private
 from userstream.store.postgres import conninfo_params
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
+TLS_IDENTITY = "registry"
 # Quarkus' HTTP permissions: writes need the writer role, every other request a login
 _PERMISSIONS = """\
 quarkus.http.auth.basic=true
@@ -101,6 +103,21 @@ class RegistryService(Service):
             # health probes would flood the log with one access line each
             "quarkus.http.access-log.enabled": "false",
             "quarkus.log.console.format": "%d{yyyy-MM-dd HH:mm:ss} %p [%c{3.}] (%t) %m%n",
+            **self._https(),
+        }
+
+    def _https(self) -> dict[str, str]:
+        """USERSTREAM_TLS: https only, on the same port, with a certificate of the install's CA."""
+        s = self.settings
+        if not s.tls:
+            return {}
+        issued = s.local_ca.issued(TLS_IDENTITY)
+        return {
+            "quarkus.http.port": "0",  # not opened (insecure requests disabled); 0 so nothing else is implied
+            "quarkus.http.ssl-port": str(s.registry_port),
+            "quarkus.http.insecure-requests": "disabled",
+            "quarkus.http.ssl.certificate.files": str(issued.certificate),
+            "quarkus.http.ssl.certificate.key-files": str(issued.key),
         }
 
     @property
@@ -119,6 +136,8 @@ class RegistryService(Service):
         return "\n".join(lines) + "\n"
 
     def prepare(self) -> None:
+        if self.settings.tls:
+            self.settings.local_ca.issue(TLS_IDENTITY, server_names(self.settings.bind_host))
         write_private(self.auth_file, self.auth_properties())
 
     def environment(self) -> dict[str, str]:

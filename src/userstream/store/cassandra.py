@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import shutil
 import ssl
-import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -15,9 +10,10 @@ from typing import Any, Literal
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, Session
 
+from userstream.certificates import pkcs12_trust_store
 from userstream.config import Settings
-from userstream.errors import ConfigError, InstallError
-from userstream.secret_store import SecretName, write_private
+from userstream.errors import ConfigError
+from userstream.secret_store import SecretName
 
 # who connects: bootstrap and tests (admin), the streaming job (stream), the dashboard, audit and probes (monitor)
 CassandraIdentity = Literal["admin", "stream", "monitor"]
@@ -63,10 +59,10 @@ def cql_statements(keyspace: str, replication: str) -> list[str]:
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """TLS to an external cluster whose CA the settings name (the host name checked too); ours: none yet."""
-    if settings.cassandra_ssl_ca_file is None:
+    """TLS checked against the cluster's CA (an external one's, or ours with TLS on), host name included."""
+    if settings.cassandra_ca_file is None:
         return None
-    return ssl.create_default_context(cafile=str(settings.cassandra_ssl_ca_file))
+    return ssl.create_default_context(cafile=str(settings.cassandra_ca_file))
 
 
 def cluster_options(settings: Settings, identity: CassandraIdentity) -> dict[str, Any]:
@@ -81,7 +77,7 @@ def cluster_options(settings: Settings, identity: CassandraIdentity) -> dict[str
 
 def spark_tls_conf(settings: Settings) -> dict[str, str]:
     """The Spark Cassandra connector's TLS (a PKCS12 trust store made from the CA file); empty without one."""
-    if settings.cassandra_ssl_ca_file is None:
+    if settings.cassandra_ca_file is None:
         return {}
     store, password = trust_store(settings)
     return {
@@ -93,44 +89,14 @@ def spark_tls_conf(settings: Settings) -> dict[str, str]:
 
 
 def trust_store(settings: Settings) -> tuple[Path, str]:
-    """(PKCS12 trust store holding the CA file's certificates, its password), made by the JDK's keytool and
+    """(PKCS12 trust store holding the cluster CA's certificates, its password) for the Spark connector,
     remade when the CA file changes. Its password guards integrity only (it holds no key): generated anyway."""
-    ca = settings.cassandra_ssl_ca_file
+    ca = settings.cassandra_ca_file
     if ca is None:
         raise ConfigError("no Cassandra CA file is configured", fix="set USERSTREAM_CASSANDRA_SSL_CA_FILE")
-    folder = settings.state_dir / "tls"
-    store, stamp = folder / "cassandra-truststore.p12", folder / "cassandra-truststore.sha256"
     password = settings.secret("cassandra_truststore_password")
-    digest = hashlib.sha256(ca.read_bytes() + password.encode()).hexdigest()
-    if store.exists() and stamp.exists() and stamp.read_text() == digest:
-        return store, password
-    folder.mkdir(parents=True, exist_ok=True)
-    store.unlink(missing_ok=True)
-    # keytool imports one certificate per call: a bundle is split first
-    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", ca.read_text(), re.S)
-    if not blocks:
-        raise ConfigError(f"{ca} holds no PEM certificate", fix="point USERSTREAM_CASSANDRA_SSL_CA_FILE at a PEM CA")
-    for i, block in enumerate(blocks):
-        one = folder / f".ca-{i}.pem"
-        one.write_text(block + "\n")
-        proc = subprocess.run(
-            [keytool(), "-importcert", "-noprompt", "-alias", f"ca-{i}", "-file", str(one), "-keystore",
-             str(store), "-storetype", "PKCS12", "-storepass:env", "US_TRUSTSTORE_PASSWORD"],
-            env={**os.environ, "US_TRUSTSTORE_PASSWORD": password}, capture_output=True, text=True,
-        )  # fmt: skip
-        one.unlink()
-        if proc.returncode != 0:
-            raise ConfigError(f"keytool could not import {ca}: {proc.stderr.strip()[-300:]}", fix="check the CA file")
-    store.chmod(0o600)
-    write_private(stamp, digest)
-    return store, password
-
-
-def keytool() -> str:
-    found = shutil.which("keytool")
-    if found is None:
-        raise InstallError("the JDK's keytool was not found", fix="install a JDK 17 (`apt-get install openjdk-17-jdk`)")
-    return found
+    store = settings.state_dir / "tls" / "cassandra-truststore.p12"
+    return pkcs12_trust_store(ca, store, password, setting="USERSTREAM_CASSANDRA_SSL_CA_FILE"), password
 
 
 def connect(settings: Settings, identity: CassandraIdentity = "admin") -> Session:
