@@ -27,7 +27,7 @@ def bootstrap(settings: Settings, *, with_stream: bool = True) -> dict[str, Any]
     if with_stream:
         from userstream.stream import ensure_job_running
 
-        done["streaming_job"] = ensure_job_running(settings)
+        done["streaming_job"] = ensure_job_running(settings, schema_applied=True)  # topics and DDL done above
     return done
 
 

@@ -149,9 +149,7 @@ def _rotate_kafka(settings: Settings, processes: ProcessManager, reporter: Repor
     # these hold a login in a client made at start: restarted to make new ones
     for dependent in (ConnectService(settings, processes), DashboardService(settings, processes)):
         _restart_if_running(dependent, reporter)
-    if stop_job(settings):
-        reporter.step("stream: restarting the streaming job with its new Kafka login")
-        ensure_job_running(settings)
+    _restart_stream_job(settings, reporter, "Kafka")
 
 
 def _rotate_registry(settings: Settings, processes: ProcessManager, reporter: Reporter) -> None:
@@ -170,8 +168,13 @@ def _rotate_registry(settings: Settings, processes: ProcessManager, reporter: Re
     if connect.running():
         reporter.step("connect: the CDC connector restarted with the converter's new registry login")
         restart_connector(settings)  # its config names the secret's file: a restart reads it again
+    _restart_stream_job(settings, reporter, "registry")
+
+
+def _restart_stream_job(settings: Settings, reporter: Reporter, login: str) -> None:
+    """The streaming job reads its logins at start: a running one is restarted to take the new ones."""
     if stop_job(settings):
-        reporter.step("stream: restarting the streaming job with its new registry login")
+        reporter.step(f"stream: restarting the streaming job with its new {login} login")
         ensure_job_running(settings)
 
 

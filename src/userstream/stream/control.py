@@ -149,17 +149,25 @@ def build_job_submit(
     return build_submit(settings, ENTRY, args, conf=conf, name=f"userstream-{name}")
 
 
-def ensure_job_running(settings: Settings, *, name: str = PROGRAM, extra_conf: Mapping[str, str] | None = None) -> str:
+def ensure_job_running(
+    settings: Settings,
+    *,
+    name: str = PROGRAM,
+    extra_conf: Mapping[str, str] | None = None,
+    schema_applied: bool = False,
+) -> str:
     """Apply the Cassandra schema and the Kafka topics with their ACLs (as the admins: the job itself runs
-    with least privilege), then start the job unless it already runs with these settings.
+    with least privilege), unless the caller just did (``schema_applied``: bootstrap), then start the job
+    unless it already runs with these settings.
 
     Returns "running" (nothing to do) or "started" (started, or restarted with changed settings or conf).
     ``extra_conf`` overrides Spark properties of :func:`job_conf` (benchmarks, tuning).
     """
     from userstream.store.cassandra import apply_cassandra_schema
 
-    apply_cassandra_schema(settings)
-    ensure_topics(settings)
+    if not schema_applied:
+        apply_cassandra_schema(settings)
+        ensure_topics(settings)
     processes = ProcessManager(settings)
     submit = build_job_submit(settings, name, extra_conf)
     conf_file = processes.programs_dir / f"{name}.conf"
