@@ -9,6 +9,7 @@ or nothing when they are unset.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Literal
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -63,9 +64,11 @@ def registry_client_config(settings: Settings, identity: RegistryIdentity, **ext
     return config | extra
 
 
-def registry_verify(settings: Settings) -> str | bool:
-    """httpx's ``verify`` for the registry: its CA file (an external one's, or ours), else the system's CAs."""
-    return str(settings.registry_ca_file) if settings.registry_ca_file is not None else True
+def registry_verify(settings: Settings) -> ssl.SSLContext | bool:
+    """httpx's ``verify`` for the registry: a context trusting its CA file (an external one's, or ours), else
+    True (the system's CAs)."""
+    ca = settings.registry_ca_file
+    return ssl.create_default_context(cafile=str(ca)) if ca is not None else True
 
 
 def registry_client(settings: Settings, identity: RegistryIdentity, **extra: Any) -> SchemaRegistryClient:

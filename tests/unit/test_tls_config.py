@@ -178,4 +178,7 @@ def test_registry_clients_check_the_registrys_certificate_with_the_ca(tmp_path: 
     config = registry_client_config(s, "monitor")
     assert config["ssl.ca.location"] == str(pki.ca)
     SchemaRegistryClient(config)  # a config the client takes
-    assert registry_verify(s) == str(pki.ca) and registry_verify(Settings(data_dir=tmp_path)) is True
+    context = registry_verify(s)
+    assert isinstance(context, ssl.SSLContext) and context.check_hostname
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "ours CA"),),)]
+    assert registry_verify(Settings(data_dir=tmp_path)) is True
