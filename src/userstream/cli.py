@@ -121,6 +121,19 @@ def down(services: ServicesArg = None) -> None:
     console.print("stopped")
 
 
+@app.command()
+def run(service: Annotated[str, typer.Argument(help="the service to run (one of `userstream status`)")]) -> None:
+    """Run one service in the foreground (a container's command): prepared and set up as by `up`, logs on
+    stdout; SIGTERM or Ctrl-C stops it gracefully. Its dependencies are not started."""
+    import logging
+
+    from userstream.runtime.foreground import run_foreground
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stack = _stack([service])
+    raise typer.Exit(run_foreground(stack.services[service]))
+
+
 secrets_app = typer.Typer(help="Secrets generated per install: logins, files, rotation.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
 
