@@ -158,9 +158,8 @@ class LocalAuthority:
         """``name``'s key and certificate (server and client use: a node both accepts and dials its peers),
         kept while it is valid, signed by this CA, and naming ``hosts``; issued anew otherwise."""
         ca_cert, ca_key = self.authority()
-        keystore = self.keystore_path(name)
         issued = self.issued(name)
-        if self._still_good(keystore, ca_cert, hosts) and issued.certificate.exists() and issued.key.exists():
+        if self._still_good(issued.keystore, ca_cert, hosts) and issued.certificate.exists() and issued.key.exists():
             return issued
         key = _key()
         now = datetime.datetime.now(datetime.UTC)
@@ -184,7 +183,7 @@ class LocalAuthority:
         chain = _pem_cert(cert) + _pem_cert(ca_cert)
         write_private(issued.key, _pem_key(key))
         write_private(issued.certificate, chain)
-        write_private(keystore, _pem_key(key) + chain)  # last: its presence means the three are whole
+        write_private(issued.keystore, _pem_key(key) + chain)  # last: its presence means the three are whole
         return issued
 
     def _still_good(self, keystore: Path, ca_cert: x509.Certificate, hosts: list[str]) -> bool:

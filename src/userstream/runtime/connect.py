@@ -206,9 +206,7 @@ class ConnectService(Service):
     def prepare(self) -> None:
         self._write_rest_login()
         ca = self.settings.registry_ca_file
-        if ca is not None:
-            if self.settings.registry_url is None:
-                self.settings.local_ca.authority()  # ours: made by now, unless Connect is the first to start
+        if ca is not None:  # ours: Settings made the install's CA already if no server had
             pkcs12_trust_store(ca, self.registry_trust_store, setting="USERSTREAM_REGISTRY_SSL_CA_FILE")
         # it holds the worker's Kafka password: private, like the secret files
         write_private(self.worker_properties, render_properties(self.worker_config()))
