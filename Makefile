@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 US := $(VENV)/bin/userstream
 PYTHON ?= python3
 
-.PHONY: setup install run up down status test test-unit lint bench clean browser
+.PHONY: setup install run up down status test test-unit lint bench clean browser images
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ down:
 
 status:
 	$(US) status
+
+# the pipeline's container image (podman installed if missing; a second build reuses its layers)
+images: install
+	$(US) images build
 
 lint: setup
 	$(VENV)/bin/ruff check src tests dags

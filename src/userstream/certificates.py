@@ -202,9 +202,9 @@ class LocalAuthority:
         return _valid(cert) and set(names) == {_san(h) for h in hosts}
 
 
-def server_names(bind_host: str) -> list[str]:
-    """The names a server's certificate carries: the address it binds, and localhost."""
-    return list(dict.fromkeys([bind_host, "localhost", "127.0.0.1"]))
+def server_names(*hosts: str) -> list[str]:
+    """The names a server's certificate carries: its own names or addresses, and localhost."""
+    return list(dict.fromkeys([h for h in hosts if h != "0.0.0.0"] + ["localhost", "127.0.0.1"]))
 
 
 def keytool() -> str:

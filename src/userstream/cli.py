@@ -15,6 +15,7 @@ from rich.table import Table
 
 from userstream.config import get_settings
 from userstream.demo import EarlyBootstrap, detach_broken_output, run_demo
+from userstream.deploy.cli import images_app
 from userstream.errors import UserstreamError
 from userstream.runtime.health import health_report
 from userstream.runtime.secrets import ROTATABLE, secrets_overview
@@ -35,6 +36,7 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Benchmarks that print their figures (and targets) for each stage.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(source_app, name="source")
+app.add_typer(images_app, name="images")
 bench_app.command("source")(bench_source)
 from userstream.stream.cli import app as stream_app  # noqa: E402  (kept next to its registration)
 from userstream.stream.cli import bench_stream  # noqa: E402

@@ -25,7 +25,35 @@ class Settings(BaseSettings):
 
     # --- where state lives ---------------------------------------------------------------
     data_dir: Path = Field(Path(".userstream"), description="All local state: lib/, data/, logs/, ...")
+    install_dir: Path | None = Field(
+        None, description="where `userstream install` puts jars (default <data dir>/lib; an image: outside its volume)"
+    )
+    secrets_dir: Path | None = Field(
+        None, description="the install's generated secrets (default <data dir>/secrets; a cluster shares one)"
+    )
     bind_host: str = "127.0.0.1"
+
+    # --- where our own services run, when not all on this host (a cluster: one container per node) ---
+    # unset: on bind_host. Unlike the external-endpoint fields below, these are servers we run ourselves,
+    # with the install's generated logins, only elsewhere.
+    advertised_host: str | None = Field(
+        None, description="the name other nodes reach this node's servers at (default: bind_host)"
+    )
+    postgres_host: str | None = None
+    kafka_nodes: str | None = Field(
+        None, description="our Kafka nodes' host names, comma-separated: node i+1 of the KRaft quorum is the i-th"
+    )
+    kafka_node_id: int = Field(1, ge=1, description="this Kafka node's id (its place in USERSTREAM_KAFKA_NODES)")
+    registry_host: str | None = None
+    connect_nodes: str | None = Field(None, description="our Connect workers' host names, comma-separated")
+    cassandra_nodes: str | None = Field(
+        None, description="our Cassandra nodes' host names, comma-separated (all seeds, tokens evenly spaced)"
+    )
+    spark_master_host: str | None = None
+    spark_roles: str = Field("master,worker", description="the Spark daemons this node runs: master, worker or both")
+    airflow_host: str | None = None
+    source_host: str | None = None
+    dashboard_host: str | None = None
 
     # --- source --------------------------------------------------------------------------
     source_url: str = "https://randomuser.me/api/"
@@ -224,7 +252,7 @@ class Settings(BaseSettings):
 
     @property
     def lib_dir(self) -> Path:
-        return self.root / "lib"
+        return self.install_dir.resolve() if self.install_dir else self.root / "lib"
 
     @property
     def state_dir(self) -> Path:
@@ -244,7 +272,7 @@ class Settings(BaseSettings):
 
     @property
     def secret_store(self) -> SecretStore:
-        return SecretStore(self.root / "secrets")
+        return SecretStore(self.secrets_dir.resolve() if self.secrets_dir else self.root / "secrets")
 
     @property
     def local_ca(self) -> LocalAuthority:
@@ -280,17 +308,47 @@ class Settings(BaseSettings):
 
     # --- derived endpoints ----------------------------------------------------------------
     @property
+    def node_host(self) -> str:
+        """This node's name for the others (certificates, advertised listeners)."""
+        return self.advertised_host or self.bind_host
+
+    @staticmethod
+    def _names(value: str | None) -> list[str]:
+        return [h.strip() for h in (value or "").split(",") if h.strip()]
+
+    @property
+    def kafka_hosts(self) -> list[str]:
+        return self._names(self.kafka_nodes) or [self.node_host]
+
+    @property
+    def connect_hosts(self) -> list[str]:
+        return self._names(self.connect_nodes) or [self.bind_host]
+
+    @property
+    def kafka_replication(self) -> int:
+        """Replicas of every pipeline and internal topic: 3 on our cluster of 3 or more nodes, else 1."""
+        return min(3, len(self.kafka_hosts)) if self.kafka_bootstrap is None else 1
+
+    @property
+    def kafka_min_insync(self) -> int:
+        return 2 if self.kafka_replication >= 3 else 1
+
+    @property
     def postgres_conninfo(self) -> str:
         if self.postgres_dsn:
             return self.postgres_dsn
         return (
-            f"host={self.bind_host} port={self.postgres_port} dbname={self.postgres_db} "
+            f"host={self.postgres_host or self.bind_host} port={self.postgres_port} dbname={self.postgres_db} "
             f"user={self.postgres_user} password={self.secret('postgres_password')}"
         )
 
     @property
     def kafka_bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        if self.kafka_nodes:
+            return ",".join(f"{host}:{self.kafka_port}" for host in self.kafka_hosts)
+        return f"{self.bind_host}:{self.kafka_port}"
 
     @property
     def accepted_topic(self) -> str:
@@ -300,27 +358,37 @@ class Settings(BaseSettings):
 
     @property
     def connect_endpoint(self) -> str:
-        return self.connect_url or f"http://{self.bind_host}:{self.connect_port}"
+        return self.connect_url or f"http://{self.connect_hosts[0]}:{self.connect_port}"
 
     @property
     def registry_endpoint(self) -> str:
         """Base URL of the Confluent-compatible API."""
         scheme = "https" if self.tls else "http"
-        return self.registry_url or f"{scheme}://{self.bind_host}:{self.registry_port}/apis/ccompat/v7"
+        host = self.registry_host or self.bind_host
+        return self.registry_url or f"{scheme}://{host}:{self.registry_port}/apis/ccompat/v7"
 
     @property
     def cassandra_hosts(self) -> list[str]:
         if self.cassandra_contact_points:
-            return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
-        return [self.bind_host]
+            return self._names(self.cassandra_contact_points)
+        return self._names(self.cassandra_nodes) or [self.bind_host]
 
     @property
     def spark_master(self) -> str:
-        return self.spark_master_url or f"spark://{self.bind_host}:{self.spark_master_port}"
+        return self.spark_master_url or f"spark://{self.spark_master_host or self.bind_host}:{self.spark_master_port}"
 
     @property
     def airflow_endpoint(self) -> str:
-        return self.airflow_url or f"http://{self.bind_host}:{self.airflow_port}"
+        return self.airflow_url or f"http://{self.airflow_host or self.bind_host}:{self.airflow_port}"
+
+    @property
+    def source_endpoint(self) -> str:
+        """Our bundled source's API (the demo's source_url)."""
+        return f"http://{self.source_host or self.bind_host}:{self.source_port}/api/"
+
+    @property
+    def dashboard_endpoint(self) -> str:
+        return f"http://{self.dashboard_host or self.bind_host}:{self.dashboard_port}/"
 
 
 @lru_cache(maxsize=1)

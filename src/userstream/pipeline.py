@@ -41,7 +41,7 @@ def demo_environment(settings: Settings) -> dict[str, str]:
 
     if "USERSTREAM_SOURCE_URL" in os.environ:
         return {}
-    env = {"USERSTREAM_SOURCE_URL": f"http://{settings.bind_host}:{settings.source_port}/api/"}
+    env = {"USERSTREAM_SOURCE_URL": settings.source_endpoint}
     if "USERSTREAM_SOURCE_QUOTA_USERS" not in os.environ:
         env["USERSTREAM_SOURCE_QUOTA_USERS"] = "0"
     return env

@@ -44,7 +44,7 @@ def align_retention(client: AdminClient, topic: str, settings: Settings) -> list
 
 def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     """Topic name -> topic configs."""
-    common = {**retention_config(settings), "min.insync.replicas": "1"}
+    common = {**retention_config(settings), "min.insync.replicas": str(settings.kafka_min_insync)}
     return {
         settings.users_topic: {**common, "compression.type": "producer"},
         settings.dlq_topic: dict(common),
@@ -52,12 +52,15 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-def ensure_topics(settings: Settings, replication: int = 1, identity: KafkaIdentity = "admin") -> dict[str, str]:
+def ensure_topics(
+    settings: Settings, replication: int | None = None, identity: KafkaIdentity = "admin"
+) -> dict[str, str]:
     """Create missing topics and grow partitions to the setting; returns topic -> what happened.
 
     As ``admin`` on our own broker it also grants each component its rights on these topics (a bench's
     settings name topics of its own); an external cluster's ACLs are its operators' to set.
     """
+    replication = replication or settings.kafka_replication
     client = admin(settings, identity)
     existing = client.list_topics(timeout=15).topics
     result: dict[str, str] = {}

@@ -19,7 +19,7 @@ def dashboard_token(settings: Settings) -> str:
 
 
 def dashboard_url(settings: Settings, *, with_token: bool = True) -> str:
-    base = f"http://{settings.bind_host}:{settings.dashboard_port}/"
+    base = settings.dashboard_endpoint
     if with_token and settings.dashboard_require_token:
         return f"{base}?token={dashboard_token(settings)}"
     return base

@@ -72,7 +72,8 @@ def links(settings: Settings) -> dict[str, str]:
     """Human-facing UIs of the stack."""
     out = {"Airflow UI": settings.airflow_endpoint}
     if settings.spark_master_url is None:
-        out["Spark master UI"] = f"http://{settings.bind_host}:{settings.spark_master_ui_port}"
+        master = settings.spark_master_host or settings.bind_host
+        out["Spark master UI"] = f"http://{master}:{settings.spark_master_ui_port}"
     out["Schema registry"] = settings.registry_endpoint.rstrip("/") + "/subjects"
     out["Kafka Connect"] = settings.connect_endpoint + "/connectors"
     return out

@@ -151,14 +151,14 @@ class ConnectService(Service):
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "key.converter.schemas.enable": True,
             "value.converter.schemas.enable": True,
-            # internal topics: one broker, so replication 1 (the worker creates them itself)
+            # internal topics (the worker creates them): replicated as the pipeline's topics (1 on one broker)
             "config.storage.topic": "_connect-configs",
-            "config.storage.replication.factor": 1,
+            "config.storage.replication.factor": s.kafka_replication,
             "offset.storage.topic": "_connect-offsets",
-            "offset.storage.replication.factor": 1,
+            "offset.storage.replication.factor": s.kafka_replication,
             "offset.storage.partitions": 5,
             "status.storage.topic": "_connect-status",
-            "status.storage.replication.factor": 1,
+            "status.storage.replication.factor": s.kafka_replication,
             "status.storage.partitions": 1,
             # source offsets (e.g. the Debezium LSN) committed often: fewer replays after a crash
             "offset.flush.interval.ms": 5000,
@@ -167,7 +167,7 @@ class ConnectService(Service):
             # of no CDC after a 45 s Kafka freeze). 15 s is still longer than a worker's restart.
             "scheduled.rebalance.max.delay.ms": CONNECT_REBALANCE_DELAY_MS,
             "listeners": f"http://{s.bind_host}:{s.connect_port}",
-            "rest.advertised.host.name": s.bind_host,
+            "rest.advertised.host.name": s.node_host,  # the other workers forward requests to the leader here
             "rest.advertised.port": s.connect_port,
             "plugin.path": self.plugin_path,
             # every plugin we install ships ServiceLoader manifests: skip the slow reflective scan

@@ -3,7 +3,8 @@ container's PID 1 under tini, or a process manager of your own).
 
 The service's programs run as children of this process instead of supervisord's: prepared the same way,
 the same commands, environment and users. Once healthy its ``after_start`` runs (roles, logins), exactly
-as under `up`. SIGTERM or SIGINT stops the children gracefully (each with its own signal and grace
+as under `up` (tried again with backoff while the peers of a cluster are not all there yet).
+SIGTERM or SIGINT stops the children gracefully (each with its own signal and grace
 period); a child that exits on its own ends the run with its exit code, so the container restarts.
 """
 
@@ -74,24 +75,28 @@ def run_foreground(service: Service, poll_s: float = 0.5) -> int:
             children[program.name] = _spawn(program)
         deadline = time.monotonic() + service.start_timeout_s
         healthy = False
+        next_try, retry_s = 0.0, 2.0
         while not stopping.is_set():
             exited = {name: child.returncode for name, child in children.items() if child.poll() is not None}
             if exited:
                 name, code = next(iter(exited.items()))
                 log.error("%s exited with code %s", name, code)
                 return code or 1
-            if not healthy:
+            if not healthy and time.monotonic() >= next_try:
                 health = service.health()
                 if health.healthy:
                     try:
                         service.after_start()
-                    except Exception:
-                        log.exception("%s: its setup after start failed", service.name)
-                        return 1
-                    healthy = True
-                    log.info("%s healthy: %s", service.name, health.detail)
-                elif time.monotonic() > deadline:
-                    log.error("%s not healthy after %.0f s: %s", service.name, service.start_timeout_s, health.detail)
+                        healthy = True
+                        log.info("%s healthy: %s", service.name, health.detail)
+                    except Exception as exc:  # a peer of a cluster not there yet: tried again, not fatal
+                        log.warning(
+                            "%s: its setup after start failed (tried again in %.0f s): %s", service.name, retry_s, exc
+                        )
+                        next_try = time.monotonic() + retry_s
+                        retry_s = min(retry_s * 2, 30.0)
+                if not healthy and time.monotonic() > deadline:
+                    log.error("%s not set up after %.0f s: %s", service.name, service.start_timeout_s, health.detail)
                     return 1
             stopping.wait(poll_s)
         return 0

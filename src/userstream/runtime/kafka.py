@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import subprocess
 import uuid
 from pathlib import Path
@@ -147,18 +148,21 @@ class KafkaService(Service):
     def server_config(self) -> dict[str, object]:
         s = self.settings
         host = s.bind_host
+        node = s.node_host
         broker_password = s.secret("kafka_broker_password")
+        replicas = s.kafka_replication
+        voters = ",".join(f"{i}@{h}:{s.kafka_controller_port}" for i, h in enumerate(s.kafka_hosts, start=1))
         return {
             "process.roles": "broker,controller",
-            "node.id": 1,
-            # a static one-voter quorum: survives a change of controller port (a dynamic quorum
+            "node.id": s.kafka_node_id,
+            # a static quorum (every node a voter): survives a change of controller port (a dynamic quorum
             # would have recorded the old endpoint in the metadata log)
-            "controller.quorum.voters": f"1@{host}:{s.kafka_controller_port}",
+            "controller.quorum.voters": voters,
             # CLIENT: the components, each with its SCRAM login; BROKER: the broker's own PLAIN login
             # (inter-broker, bootstrapping); CONTROLLER: the same login. No listener takes anonymous clients.
             "listeners": f"CLIENT://{host}:{s.kafka_port},BROKER://{host}:{s.kafka_broker_port},"
             f"CONTROLLER://{host}:{s.kafka_controller_port}",
-            "advertised.listeners": f"CLIENT://{host}:{s.kafka_port},BROKER://{host}:{s.kafka_broker_port}",
+            "advertised.listeners": f"CLIENT://{node}:{s.kafka_port},BROKER://{node}:{s.kafka_broker_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "BROKER",
             # with USERSTREAM_TLS the components' listener is SASL over TLS (the broker's own two stay on loopback)
@@ -179,15 +183,15 @@ class KafkaService(Service):
             "super.users": f"User:{BROKER_USER};User:{PRINCIPALS['admin']}",
             "allow.everyone.if.no.acl.found": False,
             "log.dirs": self.log_dirs,
-            # one node: every internal topic with replication 1, or they never get created
-            "default.replication.factor": 1,
-            "min.insync.replicas": 1,
-            "offsets.topic.replication.factor": 1,
+            # every topic on min(3, nodes) replicas, 2 in sync on 3 (one node: 1, or they never get created)
+            "default.replication.factor": replicas,
+            "min.insync.replicas": s.kafka_min_insync,
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": 10,
-            "transaction.state.log.replication.factor": 1,
-            "transaction.state.log.min.isr": 1,
-            "share.coordinator.state.topic.replication.factor": 1,
-            "share.coordinator.state.topic.min.isr": 1,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": s.kafka_min_insync,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": s.kafka_min_insync,
             # topics are created explicitly (pipeline_bootstrap), so a typo never makes a topic
             "auto.create.topics.enable": False,
             "num.partitions": 1,
@@ -204,12 +208,29 @@ class KafkaService(Service):
     def _client_tls(self) -> dict[str, object]:
         if not self.settings.tls:
             return {}
-        keystore = self.settings.local_ca.keystore_path(TLS_IDENTITY)
+        keystore = self.settings.local_ca.keystore_path(self.identity)
         return {"listener.name.client.ssl.keystore.type": "PEM", "listener.name.client.ssl.keystore.location": keystore}
+
+    @property
+    def identity(self) -> str:
+        """The certificate's name: one per node of a cluster (the nodes issue theirs at once)."""
+        return TLS_IDENTITY if self.settings.kafka_nodes is None else f"{TLS_IDENTITY}-{self.settings.node_host}"
+
+    @property
+    def cluster_id(self) -> str:
+        """One id for every node: kept in the data dir on one node; derived from the install's broker secret
+        (shared by the nodes) on a cluster, so nodes formatted apart still form one cluster."""
+        if self.settings.kafka_nodes is None:
+            if not self.cluster_id_file.exists():
+                self.cluster_id_file.write_text(new_cluster_id() + "\n")
+            return self.cluster_id_file.read_text().strip()
+        secret = self.settings.secret("kafka_broker_password").encode()
+        digest = hashlib.sha256(b"userstream kafka cluster id:" + secret).digest()
+        return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode().replace("-", "A")
 
     def prepare(self) -> None:
         if self.settings.tls:
-            self.settings.local_ca.issue(TLS_IDENTITY, server_names(self.settings.bind_host))
+            self.settings.local_ca.issue(self.identity, server_names(self.settings.node_host, self.settings.bind_host))
         self.log_dirs.mkdir(parents=True, exist_ok=True)
         # it holds the broker's password: private, like the secret files
         write_private(self.server_properties, render_properties(self.server_config()))
@@ -227,9 +248,7 @@ class KafkaService(Service):
         )
         if (self.log_dirs / "meta.properties").exists():
             return  # formatted once; formatting again would fail (or wipe) the metadata
-        if not self.cluster_id_file.exists():
-            self.cluster_id_file.write_text(new_cluster_id() + "\n")
-        cluster_id = self.cluster_id_file.read_text().strip()
+        cluster_id = self.cluster_id
         proc = subprocess.run(
             [
                 java(),

@@ -175,6 +175,10 @@ class PostgresService(Service):
                 "shared_buffers = 256MB\n"
                 "logging_collector = off\n"
             )
+        if self.settings.bind_host not in ("127.0.0.1", "localhost", "::1"):
+            # listening beyond loopback (a container's network): logins from there too, never without password
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256\n")
 
     def programs(self) -> list[Program]:
         return [

@@ -137,7 +137,7 @@ class RegistryService(Service):
 
     def prepare(self) -> None:
         if self.settings.tls:
-            self.settings.local_ca.issue(TLS_IDENTITY, server_names(self.settings.bind_host))
+            self.settings.local_ca.issue(TLS_IDENTITY, server_names(self.settings.node_host, self.settings.bind_host))
         write_private(self.auth_file, self.auth_properties())
 
     def environment(self) -> dict[str, str]:

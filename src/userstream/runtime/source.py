@@ -16,7 +16,7 @@ class SourceService(Service):
 
     @property
     def local_url(self) -> str:
-        return f"http://{self.settings.bind_host}:{self.settings.source_port}/api/"
+        return self.settings.source_endpoint
 
     @property
     def configured_local(self) -> bool:

@@ -92,7 +92,7 @@ class SparkService(Service):
             name="spark-master",
             command=[
                 spark_class, MASTER_CLASS,
-                "--host", s.bind_host,
+                "--host", s.node_host,
                 "--port", str(s.spark_master_port),
                 "--webui-port", str(s.spark_master_ui_port),
             ],
@@ -104,7 +104,7 @@ class SparkService(Service):
             name="spark-worker",
             command=[
                 spark_class, WORKER_CLASS,
-                "--host", s.bind_host,
+                "--host", s.node_host,
                 "--webui-port", str(s.spark_worker_ui_port),
                 "--cores", str(s.spark_worker_cores),
                 "--memory", s.spark_worker_memory,
@@ -115,12 +115,17 @@ class SparkService(Service):
             cwd=self.data_path,
             stop_wait_s=30,
         )  # fmt: skip
-        return [master, worker]
+        return [p for p, role in ((master, "master"), (worker, "worker")) if role in self.roles]
+
+    @property
+    def roles(self) -> set[str]:
+        return {r.strip() for r in self.settings.spark_roles.split(",")}
 
     # --- health --------------------------------------------------------------------------
     def master_state(self) -> dict[str, Any]:
         """The master's own JSON status page (workers, applications), behind the UIs' login."""
-        url = f"http://{self.settings.bind_host}:{self.settings.spark_master_ui_port}/json/"
+        s = self.settings
+        url = f"http://{s.spark_master_host or s.bind_host}:{s.spark_master_ui_port}/json/"
         response = httpx.get(url, auth=ui_login(self.settings), timeout=2.0)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
@@ -139,8 +144,11 @@ class SparkService(Service):
         if state.get("status") != "ALIVE":
             return Health(False, f"master status {state.get('status')}")
         alive = [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
-        if not alive:
-            return Health(False, "master ALIVE, no worker registered yet")
+        if "worker" in self.roles:  # this node's worker, registered with the master
+            if not any(w.get("host") == self.settings.node_host for w in alive):
+                return Health(False, f"master ALIVE, worker {self.settings.node_host} not registered yet")
+        elif "master" not in self.roles:
+            return Health(False, f"USERSTREAM_SPARK_ROLES={self.settings.spark_roles!r} names no Spark daemon")
         cores = sum(int(w.get("cores", 0)) for w in alive)
         return Health(True, f"master ALIVE, {len(alive)} worker(s), {cores} cores")
 

@@ -125,7 +125,8 @@ def default_conf(settings: Settings) -> dict[str, str]:
     }
     if settings.spark_master_url is None:
         # our master binds bind_host: the driver must be reachable there too, not on the hostname's IP
-        conf["spark.driver.host"] = settings.bind_host
+        # (on a cluster, by this node's name)
+        conf["spark.driver.host"] = settings.node_host
         conf["spark.driver.bindAddress"] = settings.bind_host
     return conf
 

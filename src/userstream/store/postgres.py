@@ -76,7 +76,7 @@ def conninfo(settings: Settings, identity: PostgresIdentity = "admin") -> str:
     if identity == "admin":
         return settings.postgres_conninfo
     return make_conninfo(
-        host=settings.bind_host,
+        host=settings.postgres_host or settings.bind_host,
         port=settings.postgres_port,
         dbname=database_of(settings, identity),
         user=role_name(settings, identity),
@@ -87,7 +87,7 @@ def conninfo(settings: Settings, identity: PostgresIdentity = "admin") -> str:
 def conninfo_params(settings: Settings, identity: PostgresIdentity) -> dict[str, str]:
     """host, port, user, password and dbname of ``identity``, for clients that take them apart (JDBC)."""
     params = {k: str(v) for k, v in conninfo_to_dict(conninfo(settings, identity)).items() if v is not None}
-    params.setdefault("host", settings.bind_host)
+    params.setdefault("host", settings.postgres_host or settings.bind_host)
     params.setdefault("port", str(settings.postgres_port))
     params.setdefault("user", role_name(settings, identity))
     params.setdefault("dbname", database_of(settings, identity))

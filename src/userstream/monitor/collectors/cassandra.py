@@ -76,8 +76,9 @@ class CassandraCollector:
 
     def _connect(self) -> Session:
         s = self.settings
-        if s.cassandra_contact_points is None and not tcp_open(s.bind_host, s.cassandra_port, 1.0):
-            raise ConnectionError(f"Cassandra {s.bind_host}:{s.cassandra_port} unreachable")
+        ours = s.cassandra_contact_points is None
+        if ours and not any(tcp_open(h, s.cassandra_port, 1.0) for h in s.cassandra_hosts):
+            raise ConnectionError(f"Cassandra {','.join(s.cassandra_hosts)}:{s.cassandra_port} unreachable")
         logging.getLogger("cassandra").setLevel(logging.ERROR)  # no reconnect warnings in our log
         # short client timeouts for the page's queries; a long one for the background count
         profiles = {

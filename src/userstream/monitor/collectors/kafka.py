@@ -70,7 +70,7 @@ class KafkaCollector:
 
     def collect(self) -> KafkaSection:
         s = self.settings
-        if s.kafka_bootstrap is None and not tcp_open(s.bind_host, s.kafka_port, timeout_s=1.0):
+        if s.kafka_bootstrap is None and not any(tcp_open(h, s.kafka_port, timeout_s=1.0) for h in s.kafka_hosts):
             error = ConnectionError(f"Kafka {s.kafka_bootstrap_servers} unreachable")
             self.clients.failed(error)  # the broker went away: its clients start afresh when it is back
             return KafkaSection(error=str(error), measured_at=time.time())

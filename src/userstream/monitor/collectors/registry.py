@@ -29,7 +29,7 @@ class RegistryCollector:
     def collect(self) -> RegistrySection:
         s = self.settings
         section = RegistrySection(url=s.registry_endpoint)
-        if s.registry_url is None and not tcp_open(s.bind_host, s.registry_port, timeout_s=1.0):
+        if s.registry_url is None and not tcp_open(s.registry_host or s.bind_host, s.registry_port, timeout_s=1.0):
             section.error = f"registry {s.registry_endpoint} unreachable"
             section.measured_at = time.time()
             return section

@@ -25,7 +25,7 @@ class SparkCollector:
             section.master_url = s.spark_master
             section.master_error = "external master: its web UI address is not configured"
             return section
-        url = f"http://{s.bind_host}:{s.spark_master_ui_port}/json/"
+        url = f"http://{s.spark_master_host or s.bind_host}:{s.spark_master_ui_port}/json/"
         section.master_url = url
         try:
             response = self._http.get(url, auth=ui_login(s))  # the UIs' login, read each time: follows a new one

@@ -1,0 +1,1 @@
+"""Containers: the host's container engine, the images, and the compose cluster."""

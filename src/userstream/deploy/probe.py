@@ -1,0 +1,171 @@
+"""Probes run inside the cluster's containers (a node's own health, or a client's load and audit), each
+printing one JSON line: `python -m userstream.deploy.probe COMMAND ...`.
+
+The load commands write at a steady rate through the standard clients with the cluster's guarantees
+(Kafka: acks=all, idempotent, min.insync.replicas=2 of 3; Cassandra: LOCAL_QUORUM of RF 3), retrying what
+fails, and report the longest gap between two successful writes: what a node's loss cost the writer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Annotated
+
+import typer
+from cassandra import ConsistencyLevel
+from cassandra.query import SimpleStatement
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+from userstream.cdc.topics import admin
+from userstream.config import Settings
+from userstream.kafka_clients import client_config
+from userstream.runtime.stack import load_service_class
+from userstream.store.cassandra import connect
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+PROBE_KEYSPACE = "failover_probe"
+
+
+def _print(result: dict[str, object]) -> None:
+    print(json.dumps(result), flush=True)
+
+
+def _max_gap(times: list[float], start: float, end: float) -> float:
+    marks = [start, *sorted(times), end]
+    return max((b - a for a, b in itertools.pairwise(marks)), default=0.0)
+
+
+@app.command()
+def health(service: str) -> None:
+    """This node's own probe of SERVICE (the runtime contract's health())."""
+    result = load_service_class(service)(Settings()).health()
+    _print({"healthy": result.healthy, "detail": result.detail})
+
+
+@app.command("kafka-load")
+def kafka_load(
+    topic: str,
+    count: Annotated[int, typer.Option()] = 20_000,
+    rate: Annotated[float, typer.Option(help="records per second")] = 200.0,
+) -> None:
+    """Create TOPIC (6 partitions, RF 3, min ISR 2) and produce COUNT numbered records at RATE."""
+    settings = Settings()
+    client = admin(settings)
+    if topic not in client.list_topics(timeout=30).topics:
+        spec = NewTopic(topic, 6, settings.kafka_replication, config={"min.insync.replicas": "2"})
+        client.create_topics([spec])[topic].result(60)
+    producer = Producer(
+        client_config(
+            settings, "admin", "probe", **{"acks": "all", "enable.idempotence": True, "delivery.timeout.ms": 300_000}
+        )
+    )
+    delivered: list[float] = []
+    failed: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            delivered.append(time.monotonic())
+        else:
+            failed.append(str(err))
+
+    t0 = time.monotonic()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, key=str(i).encode(), value=str(i).encode(), on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.5)
+        producer.poll(0)
+        time.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
+    producer.flush(300)
+    end = time.monotonic()
+    _print({"sent": count, "delivered": len(delivered), "failed": len(failed), "errors": failed[:5],
+            "seconds": round(end - t0, 1), "max_gap_s": round(_max_gap(delivered, t0, end), 2)})  # fmt: skip
+
+
+@app.command("kafka-audit")
+def kafka_audit(topic: str, count: Annotated[int, typer.Option()] = 20_000) -> None:
+    """Read TOPIC from the start: how many of 0..COUNT-1 are there, missing, twice."""
+    settings = Settings()
+    consumer = Consumer(
+        client_config(
+            settings, "admin", "probe", **{"group.id": f"probe-{time.time_ns()}", "enable.auto.commit": False}
+        )
+    )
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+    seen: dict[int, int] = {}
+    done: set[int] = {p for p, end in ends.items() if end == 0}
+    deadline = time.monotonic() + 300
+    while len(done) < len(ends) and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        n = int(msg.value() or b"-1")
+        seen[n] = seen.get(n, 0) + 1
+        if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+            done.add(msg.partition() or 0)
+    consumer.close()
+    missing = [i for i in range(count) if i not in seen]
+    _print({"expected": count, "found": len(seen), "missing": len(missing), "first_missing": missing[:10],
+            "duplicated": sum(1 for v in seen.values() if v > 1)})  # fmt: skip
+
+
+def _session(settings: Settings):  # type: ignore[no-untyped-def]
+    session = connect(settings, "admin")
+    session.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {PROBE_KEYSPACE} WITH replication = {settings.cassandra_replication}",
+        timeout=60,
+    )
+    session.execute(f"CREATE TABLE IF NOT EXISTS {PROBE_KEYSPACE}.writes (id int PRIMARY KEY, at double)", timeout=60)
+    return session
+
+
+@app.command("cassandra-load")
+def cassandra_load(
+    count: Annotated[int, typer.Option()] = 6_000,
+    rate: Annotated[float, typer.Option(help="rows per second")] = 100.0,
+) -> None:
+    """Write COUNT numbered rows at RATE, each at LOCAL_QUORUM, retried until it succeeds."""
+    settings = Settings()
+    session = _session(settings)
+    insert = session.prepare(f"INSERT INTO {PROBE_KEYSPACE}.writes (id, at) VALUES (?, ?)")
+    insert.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+    written: list[float] = []
+    retries = 0
+    t0 = time.monotonic()
+    for i in range(count):
+        while True:
+            try:
+                session.execute(insert, (i, time.time()), timeout=10)
+                written.append(time.monotonic())
+                break
+            except Exception:  # Unavailable, WriteTimeout, NoHostAvailable while a node goes: write again
+                retries += 1
+                time.sleep(0.5)
+        time.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
+    end = time.monotonic()
+    session.cluster.shutdown()
+    _print({"sent": count, "written": len(written), "retries": retries, "seconds": round(end - t0, 1),
+            "max_gap_s": round(_max_gap(written, t0, end), 2)})  # fmt: skip
+
+
+@app.command("cassandra-audit")
+def cassandra_audit(count: Annotated[int, typer.Option()] = 6_000) -> None:
+    """Read the rows back at LOCAL_QUORUM: how many of 0..COUNT-1 are there."""
+    session = _session(Settings())
+    query = SimpleStatement(f"SELECT id FROM {PROBE_KEYSPACE}.writes", fetch_size=5000,
+                            consistency_level=ConsistencyLevel.LOCAL_QUORUM)  # fmt: skip
+    ids = {row.id for row in session.execute(query, timeout=60)}
+    session.cluster.shutdown()
+    missing = [i for i in range(count) if i not in ids]
+    _print({"expected": count, "found": len(ids), "missing": len(missing), "first_missing": missing[:10]})
+
+
+if __name__ == "__main__":
+    app()
