@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 US := $(VENV)/bin/userstream
 PYTHON ?= python3
 
-.PHONY: setup install run up down status test test-unit lint bench clean browser images
+.PHONY: setup install run up down status test test-unit lint bench clean browser images cluster
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ status:
 # the pipeline's container image (podman installed if missing; a second build reuses its layers)
 images: install
 	$(US) images build
+
+# the whole pipeline as a cluster of containers (deploy/compose.yaml); `userstream cluster down` stops it
+cluster: images
+	$(US) cluster up
 
 lint: setup
 	$(VENV)/bin/ruff check src tests dags

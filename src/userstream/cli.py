@@ -15,7 +15,7 @@ from rich.table import Table
 
 from userstream.config import get_settings
 from userstream.demo import EarlyBootstrap, detach_broken_output, run_demo
-from userstream.deploy.cli import images_app
+from userstream.deploy.cli import cluster_app, images_app
 from userstream.errors import UserstreamError
 from userstream.runtime.health import health_report
 from userstream.runtime.secrets import ROTATABLE, secrets_overview
@@ -37,6 +37,7 @@ bench_app = typer.Typer(help="Benchmarks that print their figures (and targets) 
 app.add_typer(bench_app, name="bench")
 app.add_typer(source_app, name="source")
 app.add_typer(images_app, name="images")
+app.add_typer(cluster_app, name="cluster")
 bench_app.command("source")(bench_source)
 from userstream.stream.cli import app as stream_app  # noqa: E402  (kept next to its registration)
 from userstream.stream.cli import bench_stream  # noqa: E402
@@ -124,7 +125,9 @@ def down(services: ServicesArg = None) -> None:
 
 
 @app.command()
-def run(service: Annotated[str, typer.Argument(help="the service to run (one of `userstream status`)")]) -> None:
+def run(
+    service: Annotated[str, typer.Argument(help="a service of `userstream status`, or `stream` (the job)")],
+) -> None:
     """Run one service in the foreground (a container's command): prepared and set up as by `up`, logs on
     stdout; SIGTERM or Ctrl-C stops it gracefully. Its dependencies are not started."""
     import logging
@@ -132,8 +135,9 @@ def run(service: Annotated[str, typer.Argument(help="the service to run (one of 
     from userstream.runtime.foreground import run_foreground
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stack = _stack([service])
-    raise typer.Exit(run_foreground(stack.services[service]))
+    from userstream.runtime.stack import runnable_service
+
+    raise typer.Exit(run_foreground(runnable_service(get_settings(), service)))
 
 
 secrets_app = typer.Typer(help="Secrets generated per install: logins, files, rotation.", no_args_is_help=True)
@@ -214,11 +218,16 @@ def logs(
 @app.command()
 def bootstrap(
     with_stream: Annotated[bool, typer.Option("--stream/--no-stream", help="also start the Spark job")] = True,
+    wait: Annotated[float, typer.Option(help="seconds to keep trying while the services do not answer yet")] = 0,
+    start_ingest: Annotated[bool, typer.Option(help="then unpause the ingest DAGs (records start to flow)")] = False,
 ) -> None:
     """Create topics, schemas, DDL and the CDC connector (what the pipeline_bootstrap DAG does); idempotent."""
-    from userstream.pipeline import bootstrap as run_bootstrap
+    from userstream.pipeline import bootstrap_when_ready
 
-    for step, outcome in run_bootstrap(get_settings(), with_stream=with_stream).items():
+    steps = bootstrap_when_ready(
+        get_settings(), wait, with_stream=with_stream, start_ingest=start_ingest, say=console.print
+    )
+    for step, outcome in steps.items():
         console.print(f"  {step:<18} {outcome}")
 
 

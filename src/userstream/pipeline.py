@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from userstream.config import Settings
@@ -45,6 +47,33 @@ def demo_environment(settings: Settings) -> dict[str, str]:
     if "USERSTREAM_SOURCE_QUOTA_USERS" not in os.environ:
         env["USERSTREAM_SOURCE_QUOTA_USERS"] = "0"
     return env
+
+
+def bootstrap_when_ready(
+    settings: Settings,
+    wait_s: float,
+    *,
+    with_stream: bool = True,
+    start_ingest: bool = False,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """:func:`bootstrap` (then, with ``start_ingest``, :func:`start_flow`), tried again with backoff for up to
+    ``wait_s`` while the services it needs do not answer yet: a cluster's bootstrap step starts with them."""
+    deadline = time.monotonic() + wait_s
+    delay = 2.0
+    while True:
+        try:
+            done = bootstrap(settings, with_stream=with_stream)
+            if start_ingest:
+                start_flow(settings)
+                done["ingest"] = "unpaused"
+            return done
+        except Exception as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            say(f"bootstrap: not ready yet ({type(exc).__name__}: {str(exc)[:200]}); again in {delay:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def start_flow(settings: Settings) -> None:

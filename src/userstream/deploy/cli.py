@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from userstream.config import get_settings
-from userstream.deploy.images import build_all
+from userstream.deploy.cluster import ComposeCluster, compose_nodes
+from userstream.deploy.host import ensure_engine
+from userstream.deploy.images import build_all, image_exists
 
 DEFAULT_IMAGE = "localhost/userstream:latest"
 
@@ -43,3 +45,57 @@ def build(
     for built in build_all(get_settings(), _Steps(), image=image, base_image=base_image):
         table.add_row(built.image, f"{built.seconds:.0f} s", f"{built.size_bytes / 1e6:,.0f} MB")
     console.print(table)
+
+
+cluster_app = typer.Typer(
+    help="The pipeline as a cluster of containers (deploy/compose.yaml, podman + podman-compose).",
+    no_args_is_help=True,
+)
+ImageOpt = Annotated[str, typer.Option(help="the pipeline's image (built by `userstream images build`)")]
+
+
+@cluster_app.command("up")
+def cluster_up(
+    image: ImageOpt = DEFAULT_IMAGE,
+    watch: Annotated[bool, typer.Option(help="then show the live view (from inside the cluster)")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds for every node to become healthy")] = 1200,
+) -> None:
+    """Build the image if missing, start every node (harmless when up), wait until each is healthy; the
+    bootstrap step then unpauses ingest. The dashboard is on 127.0.0.1:8000 (token: `secrets show` in it)."""
+    steps = _Steps()
+    podman = ensure_engine(steps)
+    if not image_exists(podman, image):
+        build_all(get_settings(), steps, image=image)
+    cluster = ComposeCluster(image=image)
+    steps.step("cluster: starting the nodes")
+    cluster.up()
+    healthy = cluster.wait_healthy(list(compose_nodes()), timeout_s=timeout)
+    table = Table("node", "healthy after", title="cluster")
+    for node, seconds in healthy.items():
+        table.add_row(node, f"{seconds:.0f} s")
+    console.print(table)
+    if watch:
+        cluster.attach("dashboard", "userstream", "watch")
+
+
+@cluster_app.command("down")
+def cluster_down(
+    volumes: Annotated[bool, typer.Option("--volumes", help="also delete the data (named volumes)")] = False,
+) -> None:
+    """Stop every node gracefully (data kept in the named volumes unless --volumes)."""
+    ComposeCluster().down(volumes=volumes)
+    console.print("cluster stopped" + (", volumes deleted" if volumes else ""))
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """Each node's own health probe; exits 1 when any node is down or unhealthy."""
+    cluster = ComposeCluster()
+    table = Table("node", "service", "health", title="cluster")
+    ok_all = True
+    for node, service in compose_nodes().items():
+        ok, detail = cluster.health(node) if cluster.running(node) else (False, "not running")
+        ok_all &= ok
+        table.add_row(node, service, ("[green]ok[/green] " if ok else "[red]down[/red] ") + detail[:80])
+    console.print(table)
+    raise typer.Exit(0 if ok_all else 1)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from userstream.errors import ServiceError
 from userstream.runtime.base import PROJECT_ROOT
 
@@ -25,6 +27,12 @@ DATA_TIER = {
     **{f"kafka-{i}": "kafka" for i in (1, 2, 3)},
     **{f"cassandra-{i}": "cassandra" for i in (1, 2, 3)},
 }
+
+
+def compose_nodes(compose_file: Path = COMPOSE_FILE) -> dict[str, str]:
+    """Every long-running node of the compose file -> the service it runs (`command: [run, SERVICE]`)."""
+    services = yaml.safe_load(compose_file.read_text())["services"]
+    return {name: spec["command"][1] for name, spec in services.items() if spec["command"][0] == "run"}
 
 
 @dataclass
@@ -70,6 +78,11 @@ class ComposeCluster:
             raise ServiceError(f"podman {' '.join(args[:3])} failed: {(proc.stdout + proc.stderr)[-1000:]}")
         return proc
 
+    def attach(self, node: str, *argv: str) -> int:
+        """Run ``argv`` in ``node`` on this terminal (the live view); returns its exit code."""
+        tty = ["-t"] if sys.stdout.isatty() else []
+        return subprocess.run(["podman", "exec", "-i", *tty, self.container(node), *argv], check=False).returncode
+
     def kill(self, node: str) -> None:
         """SIGKILL: the node is lost, not stopped (restart policies ignore a `podman kill`ed container)."""
         self.podman("kill", self.container(node))
@@ -83,7 +96,7 @@ class ComposeCluster:
 
     def health(self, node: str) -> tuple[bool, str]:
         """The node's own probe of its service (`userstream.deploy.probe health`), run inside it."""
-        service = DATA_TIER.get(node, node)
+        service = compose_nodes(self.compose_file).get(node, node)
         proc = self.podman(
             "exec", self.container(node), "python", "-m", "userstream.deploy.probe", "health", service, check=False
         )
@@ -126,7 +139,7 @@ class ComposeCluster:
     def client_async(self, name: str, *argv: str) -> None:
         """As :meth:`client`, detached (``name``: its container, for :meth:`client_result`)."""
         settings_env = [f"--env={k}={v}" for k, v in CLIENT_ENV.items()]
-        self.podman("rm", "-f", name, check=False)
+        self.podman("rm", "-f", "-v", name, check=False)
         self.podman(
             "run", "-d", f"--name={name}", f"--network={self.network}",
             f"--volume={self.secrets_volume}:{SECRETS_MOUNT}", *settings_env, "--entrypoint=python", self.image,
@@ -136,7 +149,7 @@ class ComposeCluster:
     def client_result(self, name: str, timeout_s: float = 600) -> str:
         code = self.podman("wait", name, timeout_s=timeout_s).stdout.strip()
         out = self.podman("logs", name, check=False)
-        self.podman("rm", "-f", name, check=False)
+        self.podman("rm", "-f", "-v", name, check=False)
         if code != "0":
             raise ServiceError(f"client {name} exited {code}: {(out.stdout + out.stderr)[-2000:]}")
         return out.stdout
@@ -150,4 +163,4 @@ CLIENT_ENV = {
     "USERSTREAM_CASSANDRA_REPLICATION": "{'class': 'NetworkTopologyStrategy', 'datacenter1': 3}",
 }
 
-__all__ = ["COMPOSE_FILE", "DATA_TIER", "ComposeCluster"]
+__all__ = ["COMPOSE_FILE", "DATA_TIER", "ComposeCluster", "compose_nodes"]

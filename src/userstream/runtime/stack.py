@@ -28,10 +28,22 @@ SERVICE_CLASSES: dict[str, str] = {
 }
 
 
+# services only `userstream run` runs (a container's role): locally `bootstrap` starts the job beside the stack
+RUN_ONLY_CLASSES: dict[str, str] = {"stream": "userstream.stream.service:StreamJobService"}
+
+
 def load_service_class(name: str) -> type[Service]:
-    module_name, class_name = SERVICE_CLASSES[name].split(":")
+    module_name, class_name = {**SERVICE_CLASSES, **RUN_ONLY_CLASSES}[name].split(":")
     cls: type[Service] = getattr(importlib.import_module(module_name), class_name)
     return cls
+
+
+def runnable_service(settings: Settings, name: str) -> Service:
+    """The service `userstream run NAME` runs in the foreground: one of the stack's, or the streaming job."""
+    if name not in SERVICE_CLASSES and name not in RUN_ONLY_CLASSES:
+        choices = ", ".join([*SERVICE_CLASSES, *RUN_ONLY_CLASSES])
+        raise ServiceError(f"unknown service {name!r}", fix=f"choose from {choices}")
+    return load_service_class(name)(settings)
 
 
 @dataclass(frozen=True)

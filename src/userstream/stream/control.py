@@ -235,7 +235,11 @@ def job_health(settings: Settings, *, name: str = PROGRAM, max_age_s: float = 30
     status = job_status(settings, name=name)
     if not status["running"]:
         return False, str(status["state"]).lower()
-    progress = status["progress"]
+    return progress_health(status["progress"], max_age_s)
+
+
+def progress_health(progress: Mapping[str, Any] | None, max_age_s: float = 30.0) -> tuple[bool, str]:
+    """(healthy, detail) from the driver's progress document: a fresh heartbeat, every query active."""
     if progress is None:
         return False, "driver started; no progress document yet"
     try:

@@ -1,0 +1,139 @@
+"""A cluster's configuration, derived from Settings alone: every node of deploy/compose.yaml (no containers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from userstream.certificates import server_names
+from userstream.config import Settings
+from userstream.deploy.cluster import COMPOSE_FILE, DATA_TIER
+from userstream.deploy.images import stage_context
+from userstream.runtime.cassandra import CassandraService, initial_token
+from userstream.runtime.kafka import KafkaService
+from userstream.runtime.spark import SparkService
+from userstream.runtime.stack import RUN_ONLY_CLASSES, SERVICE_CLASSES
+
+NODES = "kafka-1,kafka-2,kafka-3"
+
+
+def node(tmp_path: Path, **values: object) -> Settings:
+    return Settings(data_dir=tmp_path, secrets_dir=tmp_path / "shared-secrets", bind_host="0.0.0.0", **values)
+
+
+def test_one_node_defaults_are_unchanged(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    assert s.kafka_bootstrap_servers == "127.0.0.1:9092" and s.kafka_replication == 1 and s.kafka_min_insync == 1
+    config = KafkaService(s).server_config()
+    assert config["controller.quorum.voters"] == "1@127.0.0.1:9093" and config["node.id"] == 1
+    assert config["default.replication.factor"] == 1
+    conf = yaml.safe_load(CassandraService(s).cassandra_yaml())
+    assert conf["initial_token"] == 0 and conf["listen_address"] == conf["rpc_address"] == "127.0.0.1"
+    assert "broadcast_rpc_address" not in conf
+
+
+def test_kafka_node_of_three(tmp_path: Path) -> None:
+    s = node(tmp_path, kafka_nodes=NODES, kafka_node_id=2, advertised_host="kafka-2")
+    assert s.kafka_bootstrap_servers == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
+    assert (s.kafka_replication, s.kafka_min_insync) == (3, 2)
+    config = KafkaService(s).server_config()
+    assert config["node.id"] == 2
+    assert config["controller.quorum.voters"] == "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+    assert str(config["listeners"]).startswith("CLIENT://0.0.0.0:9092,")
+    assert config["advertised.listeners"] == "CLIENT://kafka-2:9092,BROKER://kafka-2:9094"
+    for key in ("default.replication.factor", "offsets.topic.replication.factor"):
+        assert config[key] == 3
+    assert config["min.insync.replicas"] == config["transaction.state.log.min.isr"] == 2
+
+
+def test_kafka_nodes_share_one_cluster_id_derived_from_the_shared_secret(tmp_path: Path) -> None:
+    one = KafkaService(node(tmp_path / "a", kafka_nodes=NODES, kafka_node_id=1, advertised_host="kafka-1"))
+    one.settings.secret_store.put("kafka_broker_password", "s3cret-of-this-install")
+    two = KafkaService(
+        Settings(data_dir=tmp_path / "b", secrets_dir=one.settings.secrets_dir, kafka_nodes=NODES, kafka_node_id=2)
+    )
+    assert one.cluster_id == two.cluster_id and len(one.cluster_id) == 22
+    assert not one.cluster_id.startswith("-")
+    other = KafkaService(node(tmp_path / "c", kafka_nodes=NODES))
+    other.settings.secret_store.put("kafka_broker_password", "another install")
+    assert other.cluster_id != one.cluster_id
+    assert one.identity == "kafka-kafka-1" and KafkaService(Settings(data_dir=tmp_path)).identity == "kafka"
+
+
+def test_cassandra_tokens_evenly_spaced() -> None:
+    tokens = [initial_token(i, 3) for i in range(3)]
+    assert tokens[0] == -(2**63)
+    assert tokens[1] - tokens[0] == tokens[2] - tokens[1] == 2**64 // 3
+    assert tokens[2] < 2**63
+    assert initial_token(0, 1) == 0
+
+
+def test_cassandra_node_of_three(tmp_path: Path) -> None:
+    nodes = "cassandra-1,cassandra-2,cassandra-3"
+    service = CassandraService(node(tmp_path, cassandra_nodes=nodes, advertised_host="cassandra-3"))
+    conf = yaml.safe_load(service.cassandra_yaml())
+    assert conf["seed_provider"][0]["parameters"][0]["seeds"] == "cassandra-1:7000,cassandra-2:7000,cassandra-3:7000"
+    assert conf["listen_address"] == conf["broadcast_rpc_address"] == "cassandra-3"
+    assert conf["rpc_address"] == "0.0.0.0"
+    assert conf["initial_token"] == initial_token(2, 3)
+    assert service.identity == "cassandra-cassandra-3"  # each node its own certificate in the shared dir
+    assert service.settings.cassandra_hosts == ["cassandra-1", "cassandra-2", "cassandra-3"]
+
+
+def test_certificates_never_name_the_wildcard_address() -> None:
+    assert server_names("kafka-2", "0.0.0.0") == ["kafka-2", "localhost", "127.0.0.1"]
+
+
+@pytest.mark.parametrize(("roles", "programs"), [("master", ["spark-master"]), ("worker", ["spark-worker"]),
+                                                 ("master,worker", ["spark-master", "spark-worker"])])  # fmt: skip
+def test_spark_roles_choose_the_daemons(tmp_path: Path, roles: str, programs: list[str]) -> None:
+    s = node(tmp_path, spark_roles=roles, spark_master_host="spark-master", advertised_host="spark-worker-1")
+    assert [p.name for p in SparkService(s).programs()] == programs
+    assert s.spark_master == "spark://spark-master:7077"
+    worker = [p for p in SparkService(s).programs() if p.name == "spark-worker"]
+    if worker:
+        assert worker[0].command[worker[0].command.index("--host") + 1] == "spark-worker-1"
+
+
+def test_compose_file_speaks_only_settings_and_known_services() -> None:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    fields = {f"USERSTREAM_{name.upper()}" for name in Settings.model_fields}
+    services = compose["services"]
+    assert set(DATA_TIER) <= set(services)
+    for name, spec in services.items():
+        if name == "bootstrap":  # the one-shot step: tried until it has done its work once
+            assert spec["command"][0] == "bootstrap" and spec["restart"] == "on-failure"
+        else:
+            assert spec["command"][0] == "run" and spec["command"][1] in {*SERVICE_CLASSES, *RUN_ONLY_CLASSES}, name
+            assert spec["restart"] == "unless-stopped"
+        assert spec["pull_policy"] == "never"
+        env = spec["environment"]
+        assert set(env) <= fields, f"{name}: {set(env) - fields} are no settings"
+        # secrets come from the shared volume, generated per install: none in this file
+        assert not [k for k in env if k.endswith(("PASSWORD", "SECRET", "TOKEN"))], name
+        assert env["USERSTREAM_SECRETS_DIR"] == "/run/userstream/secrets"
+        volumes = spec["volumes"]
+        assert "secrets:/run/userstream/secrets" in volumes and f"{name}:/var/lib/userstream" in volumes
+    kafka_ids = sorted(int(services[f"kafka-{i}"]["environment"]["USERSTREAM_KAFKA_NODE_ID"]) for i in (1, 2, 3))
+    assert kafka_ids == [1, 2, 3]
+    # the job's state store is written by the executors: the driver and every worker see one checkpoint volume
+    for name in ("stream", "spark-worker-1", "spark-worker-2"):
+        assert "checkpoints:/var/lib/userstream/checkpoints" in services[name]["volumes"], name
+    assert {services[n]["environment"]["USERSTREAM_SPARK_ROLES"] for n in ("spark-master", "spark-worker-1")} == {
+        "master",
+        "worker",
+    }
+
+
+def test_image_context_holds_code_jars_and_host_cas(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    (lib / "kafka").mkdir(parents=True)
+    (lib / "kafka" / ".installed").write_text("digest")
+    (lib / "kafka" / "kafka.jar").write_bytes(b"jar")
+    context = stage_context(Settings(data_dir=tmp_path, install_dir=lib), tmp_path / "context")
+    assert (context / "lib" / "kafka" / "kafka.jar").read_bytes() == b"jar"
+    assert (context / "app" / "pyproject.toml").exists() and (context / "app" / "src" / "userstream").is_dir()
+    assert (context / "app" / "jvm").is_dir() and (context / "ca").is_dir()
+    assert not list((context / "app").rglob("__pycache__"))
