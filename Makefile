@@ -50,7 +50,7 @@ browser:
 		|| echo "warning: chromium could not be installed: the browser test will be skipped"
 
 test: install lint browser
-	$(VENV)/bin/pytest tests -q
+	$(VENV)/bin/pytest tests -q --durations=20
 
 clean:
 	-$(US) down

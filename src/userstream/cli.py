@@ -507,6 +507,14 @@ def chaos(
     settle: Annotated[
         float, typer.Option(help="a soak judges memory growth from this many seconds in (heaps and caches warm)")
     ] = 900.0,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="against the compose cluster (deploy/compose.yaml): kill one Kafka broker, Cassandra node, Spark "
+            "worker and Connect worker in turn (--pause: seconds each stays down)",
+        ),
+    ] = False,
 ) -> None:
     """Run the pipeline (`up --demo`, source at 10 % faults) at a steady rate, kill or freeze its servers one
     after another, and report how long each took to heal on its own; then drain and audit. Exit 1 if a target
@@ -515,6 +523,20 @@ def chaos(
     from pathlib import Path
 
     from userstream.chaos import ChaosOptions, exit_code, parse_faults, render_table, run_chaos
+
+    if cluster:
+        from userstream.deploy.cluster import ComposeCluster
+        from userstream.deploy.failover import render_table as failover_table
+        from userstream.deploy.failover import run_cluster_failover
+
+        outcome = run_cluster_failover(
+            ComposeCluster(), ConsoleReporter(), rate=rate, down_s=pause, warmup_s=warmup, json_path=Path(json_out)
+        )
+        Console().print(failover_table(outcome))
+        Console().print(f"audit: {outcome.audit}")
+        for miss in outcome.misses:
+            Console().print(f"[red]target missed:[/red] {miss}")
+        raise typer.Exit(0 if outcome.ok else 1)
 
     options = ChaosOptions(
         rate=rate, repeat=repeat, pause_s=pause, faults=parse_faults(faults), warmup_s=warmup, soak_s=soak,

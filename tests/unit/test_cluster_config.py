@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from userstream import pipeline
 from userstream.certificates import server_names
 from userstream.config import Settings
 from userstream.deploy.cluster import COMPOSE_FILE, DATA_TIER
+from userstream.deploy.failover import longest_gap
 from userstream.deploy.images import stage_context
 from userstream.runtime.cassandra import CassandraService, initial_token
 from userstream.runtime.kafka import KafkaService
@@ -137,3 +139,31 @@ def test_image_context_holds_code_jars_and_host_cas(tmp_path: Path) -> None:
     assert (context / "app" / "pyproject.toml").exists() and (context / "app" / "src" / "userstream").is_dir()
     assert (context / "app" / "jvm").is_dir() and (context / "ca").is_dir()
     assert not list((context / "app").rglob("__pycache__"))
+
+
+def test_longest_delivery_gap_within_a_loss_window() -> None:
+    # stored counts every 5 s: flat from t=20 to t=45 (the node's loss), growing again after
+    samples = [(float(t), n) for t, n in [(0, 0), (5, 10), (10, 20), (15, 30), (20, 40), (25, 40), (30, 40),
+                                          (35, 40), (40, 40), (45, 40), (50, 55), (55, 70), (60, 80)]]  # fmt: skip
+    assert longest_gap(samples, 12.0, 58.0) == 50.0 - 20.0
+    assert longest_gap(samples, 0.0, 20.0) == 5.0
+    assert longest_gap(samples, 0.0, 90.0) is None  # not watched to the window's end: no figure
+
+
+def test_bootstrap_when_ready_retries_until_the_services_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+
+    def flaky(settings: Settings, *, with_stream: bool) -> dict[str, object]:
+        calls.append(with_stream)
+        if len(calls) < 3:
+            raise ConnectionError("kafka-1:9092 refused")
+        return {"kafka_topics": "exists"}
+
+    monkeypatch.setattr(pipeline, "bootstrap", flaky)
+    monkeypatch.setattr(pipeline.time, "sleep", lambda _s: None)
+    said: list[str] = []
+    done = pipeline.bootstrap_when_ready(Settings(), 600, with_stream=False, say=said.append)
+    assert done == {"kafka_topics": "exists"} and calls == [False, False, False] and len(said) == 2
+    with pytest.raises(ConnectionError):  # no time to wait: the first failure is the answer
+        calls.clear()
+        pipeline.bootstrap_when_ready(Settings(), 0, say=said.append)

@@ -128,7 +128,7 @@ class ComposeCluster:
     def client(self, *argv: str, env: dict[str, str] | None = None, timeout_s: float = 900) -> str:
         """Run ``python -m userstream.deploy.probe ARGV`` in a fresh container on the cluster's network, with
         the install's secrets (a client of the cluster, apart from every node); returns its stdout."""
-        settings_env = [f"--env={k}={v}" for k, v in {**CLIENT_ENV, **(env or {})}.items()]
+        settings_env = [f"--env={k}={v}" for k, v in {**client_env(self.compose_file), **(env or {})}.items()]
         proc = self.podman(
             "run", "--rm", f"--network={self.network}", f"--volume={self.secrets_volume}:{SECRETS_MOUNT}",
             *settings_env, "--entrypoint=python", self.image, "-m", "userstream.deploy.probe", *argv,
@@ -138,7 +138,7 @@ class ComposeCluster:
 
     def client_async(self, name: str, *argv: str) -> None:
         """As :meth:`client`, detached (``name``: its container, for :meth:`client_result`)."""
-        settings_env = [f"--env={k}={v}" for k, v in CLIENT_ENV.items()]
+        settings_env = [f"--env={k}={v}" for k, v in client_env(self.compose_file).items()]
         self.podman("rm", "-f", "-v", name, check=False)
         self.podman(
             "run", "-d", f"--name={name}", f"--network={self.network}",
@@ -155,12 +155,10 @@ class ComposeCluster:
         return out.stdout
 
 
-# what a client of the data tier is told (the compose file says the same to the nodes)
-CLIENT_ENV = {
-    "USERSTREAM_SECRETS_DIR": SECRETS_MOUNT,
-    "USERSTREAM_KAFKA_NODES": "kafka-1,kafka-2,kafka-3",
-    "USERSTREAM_CASSANDRA_NODES": "cassandra-1,cassandra-2,cassandra-3",
-    "USERSTREAM_CASSANDRA_REPLICATION": "{'class': 'NetworkTopologyStrategy', 'datacenter1': 3}",
-}
+def client_env(compose_file: Path = COMPOSE_FILE) -> dict[str, str]:
+    """What a client of the cluster is told: the settings every pipeline node gets (the compose file's
+    `dashboard` node's, minus its own name; interpolated values are left to the node's defaults)."""
+    env = yaml.safe_load(compose_file.read_text())["services"]["dashboard"]["environment"]
+    return {k: str(v) for k, v in env.items() if k != "USERSTREAM_ADVERTISED_HOST" and "${" not in str(v)}
 
-__all__ = ["COMPOSE_FILE", "DATA_TIER", "ComposeCluster", "compose_nodes"]
+__all__ = ["COMPOSE_FILE", "DATA_TIER", "ComposeCluster", "client_env", "compose_nodes"]

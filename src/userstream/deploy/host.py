@@ -15,6 +15,7 @@ from userstream.errors import InstallError
 from userstream.runtime.base import Reporter
 
 PACKAGES = ("podman", "runc", "debootstrap")
+PODMAN_HELPERS = Path("/usr/lib/podman")
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 ENGINE_SETTINGS = (
     "# written by userstream: these machines refuse crun's rlimits and its hybrid-cgroup mode\n"
@@ -28,7 +29,10 @@ ENGINE_SETTINGS = (
 
 def _missing_packages() -> list[str]:
     binaries = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
-    return [pkg for pkg in PACKAGES if shutil.which(binaries[pkg]) is None and not Path(f"/usr/sbin/{pkg}").exists()]
+    missing = [pkg for pkg in PACKAGES if shutil.which(binaries[pkg]) is None and not Path(f"/usr/sbin/{pkg}").exists()]
+    if not (PODMAN_HELPERS / "aardvark-dns").exists():  # the cluster's container names resolve through it
+        missing.append("aardvark-dns")
+    return missing
 
 
 def ensure_engine(reporter: Reporter, conf: Path = CONTAINERS_CONF) -> str:
@@ -44,7 +48,9 @@ def ensure_engine(reporter: Reporter, conf: Path = CONTAINERS_CONF) -> str:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
         proc = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES, "uidmap", "slirp4netns"],
+            # with podman's recommends (as ../shared/reference/containers.md measured it), and the networking
+            # the compose cluster needs named: a bridge (netavark, iptables) with DNS (aardvark-dns)
+            ["apt-get", "install", "-y", "-qq", *PACKAGES, "netavark", "aardvark-dns", "iptables", "uidmap"],
             env=env,
             capture_output=True,
             text=True,

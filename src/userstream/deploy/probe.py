@@ -8,8 +8,11 @@ fails, and report the longest gap between two successful writes: what a node's l
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import signal
+import threading
 import time
 from typing import Annotated
 
@@ -22,6 +25,8 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from userstream.cdc.topics import admin
 from userstream.config import Settings
 from userstream.kafka_clients import client_config
+from userstream.monitor.audit import wait_until_drained
+from userstream.pipeline import stop_flow
 from userstream.runtime.stack import load_service_class
 from userstream.store.cassandra import connect
 
@@ -40,9 +45,11 @@ def _max_gap(times: list[float], start: float, end: float) -> float:
 
 @app.command()
 def health(service: str) -> None:
-    """This node's own probe of SERVICE (the runtime contract's health())."""
+    """This node's own probe of SERVICE (the runtime contract's health()); exit 1 when unhealthy (a container
+    health probe)."""
     result = load_service_class(service)(Settings()).health()
     _print({"healthy": result.healthy, "detail": result.detail})
+    raise typer.Exit(0 if result.healthy else 1)
 
 
 @app.command("kafka-load")
@@ -165,6 +172,41 @@ def cassandra_audit(count: Annotated[int, typer.Option()] = 6_000) -> None:
     session.cluster.shutdown()
     missing = [i for i in range(count) if i not in ids]
     _print({"expected": count, "found": len(ids), "missing": len(missing), "first_missing": missing[:10]})
+
+
+@app.command("delivery")
+def delivery(
+    seconds: Annotated[float, typer.Option(help="how long to watch")] = 600.0,
+    every: Annotated[float, typer.Option(help="seconds between two counts")] = 3.0,
+) -> None:
+    """Count the users stored in Cassandra every EVERY seconds for SECONDS (or until SIGTERM): (wall time,
+    count) samples, from which each node loss's longest delivery gap is read."""
+    settings = Settings()
+    session = connect(settings, "monitor")
+    query = SimpleStatement(
+        f"SELECT count(*) FROM {settings.cassandra_keyspace}.created_users",
+        consistency_level=ConsistencyLevel.LOCAL_ONE,
+    )
+    samples: list[tuple[float, int]] = []
+    stopping = threading.Event()  # `podman stop` (SIGTERM to PID 1): report what was watched
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not stopping.is_set():
+        with contextlib.suppress(Exception):  # a node going away mid-count: the next count tells
+            samples.append((time.time(), int(session.execute(query, timeout=30).one()[0])))
+        stopping.wait(every)
+    session.cluster.shutdown()
+    _print({"samples": samples})
+
+
+@app.command("drain-audit")
+def drain_audit(timeout: Annotated[float, typer.Option(help="seconds to wait for the backlog")] = 900.0) -> None:
+    """Pause ingest, wait until every landed user is in Cassandra or the DLQ (or TIMEOUT), audit."""
+    settings = Settings()
+    stop_flow(settings)
+    report = wait_until_drained(settings, timeout_s=timeout)
+    _print({"landed": report.landed, "stored": report.in_cassandra, "dlq": report.in_dlq,
+            "missing": len(report.missing), "duplicated": len(report.duplicated), "ok": report.ok})  # fmt: skip
 
 
 if __name__ == "__main__":

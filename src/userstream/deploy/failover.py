@@ -1,0 +1,135 @@
+"""`userstream chaos --cluster`: the pipeline as a compose cluster at a steady rate, one node of each kind
+killed (SIGKILL) and started again, one after another; each loss's longest gap in end-to-end delivery
+(users stored in Cassandra), the node's recovery, then a drain and the audit."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.table import Table
+
+from userstream.deploy.cluster import ComposeCluster, compose_nodes
+from userstream.runtime.base import Reporter
+
+# one node of each clustered kind; each has peers that carry on while it is gone
+CLUSTER_FAULTS = ("kafka-2", "cassandra-3", "spark-worker-2", "connect-2")
+MAX_GAP_S = 30.0
+
+
+@dataclass
+class NodeLoss:
+    node: str
+    killed_at: float
+    started_at: float = 0.0
+    healthy_at: float = 0.0
+    window_end: float = 0.0
+    longest_gap_s: float | None = None
+
+    @property
+    def recovery_s(self) -> float:
+        return self.healthy_at - self.started_at
+
+
+@dataclass
+class FailoverResult:
+    rate: float
+    losses: list[NodeLoss]
+    audit: dict[str, object]
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    misses: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.misses
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "mode": "cluster",
+            "rate": self.rate,
+            "faults": [{**asdict(loss), "recovery_s": round(loss.recovery_s, 1)} for loss in self.losses],
+            "audit": self.audit,
+            "misses": self.misses,
+            "ok": self.ok,
+            "samples": self.samples,
+        }
+
+
+def longest_gap(samples: list[tuple[float, int]], start: float, end: float) -> float | None:
+    """The longest time within [start, end] with no new user stored: between two counts that grew."""
+    grew = [t for (t, n), (_, prev) in zip(samples[1:], samples, strict=False) if n > prev]
+    inside = [t for t in grew if start <= t <= end]
+    if not samples or samples[-1][0] < end:
+        return None  # not watched to the end of the window
+    marks = [start, *inside, end]
+    return max(b - a for a, b in itertools.pairwise(marks))
+
+
+def run_cluster_failover(
+    cluster: ComposeCluster,
+    reporter: Reporter,
+    *,
+    rate: float,
+    faults: tuple[str, ...] = CLUSTER_FAULTS,
+    down_s: float = 30.0,
+    after_s: float = 60.0,
+    warmup_s: float = 60.0,
+    json_path: Path | None = None,
+) -> FailoverResult:
+    cluster.env["USERSTREAM_INGEST_RATE"] = f"{rate:g}"
+    reporter.step(f"cluster: starting every node (ingest at {rate:g} users/s)")
+    cluster.up()
+    cluster.wait_healthy(list(compose_nodes(cluster.compose_file)), timeout_s=1500)
+    per_fault = down_s + after_s + 120  # + the restarted node's own recovery
+    watch_s = warmup_s + len(faults) * per_fault + 60
+    cluster.client_async(f"{cluster.project}-delivery", "delivery", "--seconds", f"{watch_s:.0f}")
+    reporter.step(f"cluster: warm-up {warmup_s:.0f} s")
+    time.sleep(warmup_s)
+    losses = []
+    for node in faults:
+        loss = NodeLoss(node, killed_at=time.time())
+        reporter.step(f"cluster: {node} killed")
+        cluster.kill(node)
+        time.sleep(down_s)
+        loss.started_at = time.time()
+        cluster.start(node)
+        cluster.wait_healthy([node], timeout_s=600)
+        loss.healthy_at = time.time()
+        reporter.step(f"cluster: {node} back, healthy after {loss.recovery_s:.0f} s")
+        time.sleep(after_s)
+        loss.window_end = time.time()
+        losses.append(loss)
+    cluster.podman("stop", "-t", "60", f"{cluster.project}-delivery", check=False)  # it reports on SIGTERM
+    watched = cluster.client_result(f"{cluster.project}-delivery", timeout_s=120)
+    samples = [(float(t), int(n)) for t, n in json.loads(watched.strip().splitlines()[-1])["samples"]]
+    reporter.step("cluster: ingest paused; draining, then the audit")
+    audit = json.loads(cluster.client("drain-audit").strip().splitlines()[-1])
+    result = FailoverResult(rate=rate, losses=losses, audit=audit, samples=samples)
+    for loss in losses:
+        loss.longest_gap_s = longest_gap(samples, loss.killed_at, loss.window_end)
+        if loss.longest_gap_s is None or loss.longest_gap_s > MAX_GAP_S:
+            result.misses.append(
+                f"{loss.node}: longest delivery gap {loss.longest_gap_s} s (target <= {MAX_GAP_S:.0f})"
+            )
+    if not audit.get("ok"):
+        result.misses.append(f"audit: {audit}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.to_json(), indent=1))
+    return result
+
+
+def render_table(result: FailoverResult) -> Table:
+    table = Table(
+        "fault (SIGKILL)", "down", "healthy again after start", "longest delivery gap", title="cluster failover"
+    )
+    for loss in result.losses:
+        gap = "not watched" if loss.longest_gap_s is None else f"{loss.longest_gap_s:.0f} s"
+        table.add_row(loss.node, f"{loss.started_at - loss.killed_at:.0f} s", f"{loss.recovery_s:.0f} s", gap)
+    return table
+
+
+__all__ = ["CLUSTER_FAULTS", "FailoverResult", "NodeLoss", "longest_gap", "render_table", "run_cluster_failover"]
