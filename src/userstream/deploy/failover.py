@@ -18,6 +18,7 @@ from userstream.runtime.base import Reporter
 # one node of each clustered kind; each has peers that carry on while it is gone
 CLUSTER_FAULTS = ("kafka-2", "cassandra-3", "spark-worker-2", "connect-2")
 MAX_GAP_S = 30.0
+WATCH_SLACK_S = 10.0  # the watcher is stopped just after the last window: its last reading may come before
 
 
 @dataclass
@@ -62,7 +63,7 @@ def longest_gap(samples: list[tuple[float, int]], start: float, end: float) -> f
     """The longest time within [start, end] with no new user stored: between two counts that grew."""
     grew = [t for (t, n), (_, prev) in zip(samples[1:], samples, strict=False) if n > prev]
     inside = [t for t in grew if start <= t <= end]
-    if not samples or samples[-1][0] < end:
+    if not samples or samples[-1][0] < end - WATCH_SLACK_S:
         return None  # not watched to the end of the window
     marks = [start, *inside, end]
     return max(b - a for a, b in itertools.pairwise(marks))
