@@ -44,13 +44,35 @@ CREATE TABLE IF NOT EXISTS staging.ingest_runs (
     started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at timestamptz
 );
-CREATE INDEX IF NOT EXISTS ingest_runs_seed ON staging.ingest_runs (seed, last_page);
 -- The cursor is (generation, last_page): generation 1 is the seed itself, k > 1 the derived seed '<seed>~k'
 -- (a seed's sequence ends at the provider's last page). limited_by: what held the run's rate down
 -- ('rate', 'quota' or 'source'); NULL for runs recorded before it existed.
-ALTER TABLE staging.ingest_runs ADD COLUMN IF NOT EXISTS generation integer NOT NULL DEFAULT 1;
-ALTER TABLE staging.ingest_runs ADD COLUMN IF NOT EXISTS limited_by text;
-CREATE INDEX IF NOT EXISTS ingest_runs_cursor ON staging.ingest_runs (seed, generation, last_page);
+-- Each change is made only when it is missing: ALTER TABLE and CREATE INDEX lock the table even when
+-- IF NOT EXISTS turns them into no-ops, so a bootstrap would wait behind a running ingest's transaction.
+DO $$
+BEGIN
+    IF to_regclass('staging.ingest_runs_seed') IS NULL THEN
+        CREATE INDEX ingest_runs_seed ON staging.ingest_runs (seed, last_page);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'staging'
+                   AND table_name = 'ingest_runs' AND column_name = 'generation') THEN
+        ALTER TABLE staging.ingest_runs ADD COLUMN generation integer NOT NULL DEFAULT 1;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'staging'
+                   AND table_name = 'ingest_runs' AND column_name = 'limited_by') THEN
+        ALTER TABLE staging.ingest_runs ADD COLUMN limited_by text;
+    END IF;
+    IF to_regclass('staging.ingest_runs_cursor') IS NULL THEN
+        CREATE INDEX ingest_runs_cursor ON staging.ingest_runs (seed, generation, last_page);
+    END IF;
+    IF to_regclass('staging.users_landed_at_brin') IS NULL THEN
+        CREATE INDEX users_landed_at_brin ON staging.users USING brin (landed_at);
+    END IF;
+    IF to_regclass('staging.rejected_at_brin') IS NULL THEN
+        CREATE INDEX rejected_at_brin ON staging.rejected USING brin (rejected_at);
+    END IF;
+END
+$$;
 
 -- Debezium reads changes of staging.users only, through this publication (pgoutput).
 DO $$
@@ -61,8 +83,6 @@ BEGIN
 END
 $$;
 
--- Retention (`userstream.ingest.retention`, the staging_retention DAG) deletes by landing time: BRIN indexes
--- cost next to nothing on insert, and rows land in time order. Deletes are not published (see above), so
--- the pipeline downstream never sees them.
-CREATE INDEX IF NOT EXISTS users_landed_at_brin ON staging.users USING brin (landed_at);
-CREATE INDEX IF NOT EXISTS rejected_at_brin ON staging.rejected USING brin (rejected_at);
+-- Retention (`userstream.ingest.retention`, the staging_retention DAG) deletes by landing time, through the
+-- BRIN indexes above: they cost next to nothing on insert, and rows land in time order. Deletes are not
+-- published, so the pipeline downstream never sees them.
