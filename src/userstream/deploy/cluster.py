@@ -57,8 +57,17 @@ class ComposeCluster:
     def up(self, nodes: Sequence[str] = ()) -> None:
         self._compose("up", "-d", *nodes)
 
-    def down(self, *, volumes: bool = False) -> None:
-        self._compose("down", *(["-v"] if volumes else []), "-t", "90", check=False)
+    def down(self, *, volumes: bool = False, grace_s: int = 90) -> None:
+        """Stop every node (all at once: compose stops them one by one), then remove the containers and
+        the network; ``volumes`` removes the named volumes too (the data goes)."""
+        self.stop(grace_s)
+        self._compose("down", *(["-v"] if volumes else []), "-t", str(grace_s), check=False)
+
+    def stop(self, grace_s: int = 90) -> None:
+        """SIGTERM to every running node at once, SIGKILL to those still running after ``grace_s``."""
+        running = self.podman("ps", "-q", "--filter", f"label=io.podman.compose.project={self.project}").stdout
+        if running.split():
+            self.podman("stop", "-t", str(grace_s), *running.split(), check=False, timeout_s=grace_s + 120)
 
     # --- nodes -----------------------------------------------------------------------------
     def container(self, node: str) -> str:
@@ -160,5 +169,6 @@ def client_env(compose_file: Path = COMPOSE_FILE) -> dict[str, str]:
     `dashboard` node's, minus its own name; interpolated values are left to the node's defaults)."""
     env = yaml.safe_load(compose_file.read_text())["services"]["dashboard"]["environment"]
     return {k: str(v) for k, v in env.items() if k != "USERSTREAM_ADVERTISED_HOST" and "${" not in str(v)}
+
 
 __all__ = ["COMPOSE_FILE", "DATA_TIER", "ComposeCluster", "client_env", "compose_nodes"]

@@ -86,6 +86,8 @@ def run_cluster_failover(
     cluster.wait_healthy(list(compose_nodes(cluster.compose_file)), timeout_s=1500)
     per_fault = down_s + after_s + 120  # + the restarted node's own recovery
     watch_s = warmup_s + len(faults) * per_fault + 60
+    reporter.step("cluster: waiting for users to reach Cassandra steadily")
+    cluster.client("wait-delivering", "--steady", "20", "--timeout", "900")
     cluster.client_async(f"{cluster.project}-delivery", "delivery", "--seconds", f"{watch_s:.0f}")
     reporter.step(f"cluster: warm-up {warmup_s:.0f} s")
     time.sleep(warmup_s)

@@ -183,20 +183,71 @@ def delivery(
     of its accepted topic, which it writes each batch only after that batch's rows are in Cassandra (a count
     of the table took a minute under load). (wall time, count) samples: each loss's longest delivery gap."""
     settings = Settings()
-    consumer = Consumer(client_config(settings, "admin", "probe", **{"group.id": f"probe-{time.time_ns()}"}))
-    topic = settings.accepted_topic
+    consumer = _watermark_reader(settings)
     samples: list[tuple[float, int]] = []
     stopping = threading.Event()  # `podman stop` (SIGTERM to PID 1): report what was watched
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
     end = time.monotonic() + seconds
     while time.monotonic() < end and not stopping.is_set():
-        with contextlib.suppress(Exception):  # a broker going away mid-reading: the next reading tells
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+        total = _stored_total(consumer, settings.accepted_topic)
+        if total is not None:
             samples.append((time.time(), total))
         stopping.wait(every)
     consumer.close()
     _print({"samples": samples})
+
+
+@app.command("wait-delivering")
+def wait_delivering(
+    steady: Annotated[float, typer.Option(help="seconds of uninterrupted delivery wanted")] = 20.0,
+    timeout: Annotated[float, typer.Option(help="seconds to wait at most")] = 600.0,
+) -> None:
+    """Wait until users reach Cassandra steadily: no 10 s without a new one for STEADY seconds (a freshly
+    started job's first batches come in bursts); exit 1 after TIMEOUT."""
+    settings = Settings()
+    consumer = _watermark_reader(settings)
+    t0 = time.monotonic()
+    last = _stored_total(consumer, settings.accepted_topic) or 0
+    streak_start = last_growth = -1e9  # the current run of growths, each within 10 s of the one before
+    while time.monotonic() - t0 < timeout:
+        total, now = _stored_total(consumer, settings.accepted_topic), time.monotonic()
+        if total is not None and total > last:
+            if now - last_growth > 10:
+                streak_start = now
+            last, last_growth = total, now
+        if now - last_growth <= 10 and now - streak_start >= steady:
+            consumer.close()
+            _print({"delivering": True, "stored": last, "after_s": round(now - t0, 1)})
+            return
+        time.sleep(1)
+    consumer.close()
+    _print({"delivering": False, "stored": last, "after_s": round(time.monotonic() - t0, 1)})
+    raise typer.Exit(1)
+
+
+def _watermark_reader(settings: Settings) -> Consumer:
+    return Consumer(client_config(settings, "admin", "probe", **{"group.id": f"probe-{time.time_ns()}"}))
+
+
+def _stored_total(consumer: Consumer, topic: str) -> int | None:
+    """The accepted topic's end offsets summed: the job writes a batch there once its rows are in Cassandra
+    (None while a broker going away fails the reading: the next one tells)."""
+    with contextlib.suppress(Exception):
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    return None
+
+
+@app.command("stored")
+def stored() -> None:
+    """How many users the pipeline's table holds, read at LOCAL_QUORUM (as the job writes them)."""
+    settings = Settings()
+    session = connect(settings, "admin")
+    query = SimpleStatement(f"SELECT id FROM {settings.cassandra_keyspace}.created_users", fetch_size=5000,
+                            consistency_level=ConsistencyLevel.LOCAL_QUORUM)  # fmt: skip
+    ids = {row.id for row in session.execute(query, timeout=120)}
+    session.cluster.shutdown()
+    _print({"stored": len(ids)})
 
 
 @app.command("drain-audit")
