@@ -24,6 +24,8 @@ from typing import Any
 
 import psutil
 import psycopg
+from cassandra.concurrent import execute_concurrent_with_args
+from confluent_kafka import Consumer, TopicPartition
 
 from userstream.cdc.connector import CONNECTOR_NAME
 from userstream.config import Settings
@@ -33,11 +35,15 @@ from userstream.ingest import ingest
 from userstream.ingest.bench import source_server
 from userstream.ingest.run import page_size_for
 from userstream.kafka_clients import client_config
+from userstream.pipeline import stop_flow
 from userstream.runtime.bench import cpu_seconds
 from userstream.runtime.connect import rest_client
 from userstream.runtime.process import ProcessManager
 from userstream.source import SourceClient
+from userstream.store.cassandra import connect
+from userstream.stream import job_paths
 from userstream.stream.control import ensure_job_running, job_health, stop_job
+from userstream.stream.progress import read_progress
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +152,6 @@ class StoredUsers:
     """Reads users' Cassandra WRITETIMEs with one session; waits for a drain without loading Cassandra."""
 
     def __init__(self, settings: Settings) -> None:
-        from userstream.store.cassandra import connect
-
         self.session = connect(settings, "monitor")
         self.stmt = self.session.prepare(
             f"SELECT id, writetime(email) AS wt FROM {settings.cassandra_keyspace}.created_users WHERE id IN ?"
@@ -164,8 +168,6 @@ class StoredUsers:
 
     def writetimes(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
         """id -> WRITETIME (microseconds) of those of ``ids`` already in Cassandra."""
-        from cassandra.concurrent import execute_concurrent_with_args
-
         chunks = [(ids[i : i + 100],) for i in range(0, len(ids), 100)]
         out: dict[uuid.UUID, int] = {}
         for ok, result in execute_concurrent_with_args(self.session, self.stmt, chunks, concurrency=32):
@@ -204,9 +206,6 @@ def _wait_stored(settings: Settings, ids: list[uuid.UUID], timeout_s: float) -> 
 def _spark_rate(settings: Settings, since_ms: float, skip_first: bool = False) -> float | None:
     """Rows over the busy time of the users query's batches since ``since_ms``; ``skip_first`` leaves out the
     first batch of the job's run (a cold JVM: code generation, connections)."""
-    from userstream.stream import job_paths
-    from userstream.stream.progress import read_progress
-
     progress = read_progress(job_paths(settings).progress) or {}
     batches = [
         b for b in progress.get("recent_batches", [])
@@ -299,8 +298,6 @@ STREAM_STAGE = "stream (Kafka -> Spark -> Cassandra)"
 
 def _topic_end(settings: Settings) -> int:
     """Sum of the users topic's end offsets."""
-    from confluent_kafka import Consumer, TopicPartition
-
     consumer = Consumer(client_config(settings, "admin", "bench", **{"group.id": "userstream-bench"}))
     try:
         meta = consumer.list_topics(settings.users_topic, timeout=10).topics[settings.users_topic]
@@ -315,8 +312,6 @@ def _topic_end(settings: Settings) -> int:
 def _committed_offsets(settings: Settings) -> int | None:
     """Sum of the users topic offsets up to which the streaming job has committed a micro-batch (from its
     checkpoint: ``commits/<id>`` marks batch ``id`` done, ``offsets/<id>`` ends with its end offsets)."""
-    from userstream.stream import job_paths
-
     checkpoint = job_paths(settings).users_checkpoint
     done = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*") if p.name.isdigit()]
     if not done:
@@ -401,8 +396,6 @@ def _wait_job_healthy(settings: Settings, timeout_s: float) -> None:
 
 def _pause_ingest_dag(settings: Settings) -> None:
     """The demo's ingest DAG would compete with the timed runs: pause it (`userstream up --demo` resumes)."""
-    from userstream.pipeline import stop_flow
-
     try:
         stop_flow(settings)
     except Exception as exc:  # Airflow external or down: nothing of ours is ingesting then
@@ -437,7 +430,7 @@ def bench_pipeline(
 
 
 def plot(result: PipelineBench, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # kept local: heavy, and only plotting needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import Annotated
 
+import httpx
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from userstream.benchmark import bench_pipeline
+from userstream.cdc.bench import bench_cdc
+from userstream.chaos import ChaosOptions, exit_code, parse_faults, render_table, run_chaos
+from userstream.coldstart import bench_first_row
 from userstream.config import get_settings
 from userstream.demo import EarlyBootstrap, detach_broken_output, run_demo
-from userstream.deploy.cli import cluster_app, images_app
+from userstream.deploy.cli import bench_cluster_cmd, cluster_app, images_app
+from userstream.deploy.cluster import ComposeCluster
+from userstream.deploy.failover import render_table as failover_table
+from userstream.deploy.failover import run_cluster_failover
 from userstream.errors import UserstreamError
+from userstream.ingest import IngestReport, ingest
+from userstream.ingest.bench import bench_ingest
+from userstream.monitor.audit import wait_until_drained
+from userstream.monitor.live import run_live
+from userstream.monitor.server import serve as serve_dashboard
+from userstream.pipeline import bootstrap as run_bootstrap
+from userstream.pipeline import bootstrap_when_ready, demo_environment
+from userstream.runtime.bench import bench_stack
+from userstream.runtime.foreground import run_foreground
 from userstream.runtime.health import health_report
 from userstream.runtime.secrets import ROTATABLE, secrets_overview
 from userstream.runtime.secrets import rotate as rotate_secrets
-
-if TYPE_CHECKING:
-    from userstream.runtime.stack import Stack
+from userstream.runtime.stack import Stack, runnable_service
+from userstream.source import SourceClient
 from userstream.source.cli import app as source_app
 from userstream.source.cli import bench_source
+from userstream.store.postgres import apply_postgres_schema
+from userstream.stream.cli import app as stream_app
+from userstream.stream.cli import bench_stream
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -39,9 +62,7 @@ app.add_typer(source_app, name="source")
 app.add_typer(images_app, name="images")
 app.add_typer(cluster_app, name="cluster")
 bench_app.command("source")(bench_source)
-from userstream.stream.cli import app as stream_app  # noqa: E402  (kept next to its registration)
-from userstream.stream.cli import bench_stream  # noqa: E402
-
+bench_app.command("cluster")(bench_cluster_cmd)
 app.add_typer(stream_app, name="stream")
 bench_app.command("stream")(bench_stream)
 
@@ -64,8 +85,6 @@ class ConsoleReporter:
 
 
 def _stack(names: list[str] | None = None) -> Stack:
-    from userstream.runtime.stack import Stack
-
     return Stack(get_settings(), names or None)
 
 
@@ -93,8 +112,6 @@ def up(
     ] = False,
 ) -> None:
     """Install what is missing and start the services in dependency order; harmless when already up."""
-    from userstream.pipeline import demo_environment
-
     reporter = ConsoleReporter()
     if demo:
         os.environ.update(demo_environment(get_settings()))
@@ -130,13 +147,7 @@ def run(
 ) -> None:
     """Run one service in the foreground (a container's command): prepared and set up as by `up`, logs on
     stdout; SIGTERM or Ctrl-C stops it gracefully. Its dependencies are not started."""
-    import logging
-
-    from userstream.runtime.foreground import run_foreground
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from userstream.runtime.stack import runnable_service
-
     raise typer.Exit(run_foreground(runnable_service(get_settings(), service)))
 
 
@@ -222,8 +233,6 @@ def bootstrap(
     start_ingest: Annotated[bool, typer.Option(help="then unpause the ingest DAGs (records start to flow)")] = False,
 ) -> None:
     """Create topics, schemas, DDL and the CDC connector (what the pipeline_bootstrap DAG does); idempotent."""
-    from userstream.pipeline import bootstrap_when_ready
-
     steps = bootstrap_when_ready(
         get_settings(), wait, with_stream=with_stream, start_ingest=start_ingest, say=console.print
     )
@@ -238,8 +247,6 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Audit: ids landed in Postgres = ids in Cassandra + ids in the DLQ; exit 1 on missing or duplicated ids."""
-    from userstream.monitor.audit import wait_until_drained
-
     report = wait_until_drained(get_settings(), timeout_s=wait, grace_s=grace)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -252,9 +259,7 @@ def verify(
 @app.command()
 def dashboard() -> None:
     """Serve the monitoring dashboard and Prometheus /metrics (foreground; `up` also runs it as a service)."""
-    from userstream.monitor.server import serve
-
-    serve(get_settings(), announce=lambda line: console.print(line, soft_wrap=True))
+    serve_dashboard(get_settings(), announce=lambda line: console.print(line, soft_wrap=True))
 
 
 @app.command()
@@ -262,8 +267,6 @@ def watch(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
 ) -> None:
     """Live terminal view of records per stage, with rates; Ctrl-C to stop."""
-    from userstream.monitor.live import run_live
-
     run_live(get_settings(), interval_s=interval)
 
 
@@ -277,10 +280,6 @@ def ingest_cmd(
     source_url: Annotated[str | None, typer.Option(help="API base URL [default: USERSTREAM_SOURCE_URL]")] = None,
 ) -> None:
     """Fetch users from the API and land them in PostgreSQL, without Airflow (schema applied first)."""
-    from userstream.ingest import IngestReport, ingest
-    from userstream.source import SourceClient
-    from userstream.store.postgres import apply_postgres_schema
-
     if records is None and duration is None:
         raise UserstreamError("ingest needs a bound", fix="pass --records N or --duration SECONDS")
     settings = get_settings()
@@ -310,8 +309,6 @@ def bench_stack_cmd(
     json_out: Annotated[str | None, typer.Option("--json", help="also write the figures to this file")] = None,
 ) -> None:
     """Stop the stack, start it, and report seconds-to-healthy per service and idle memory (PSS)."""
-    from userstream.runtime.bench import bench_stack
-
     result = bench_stack(get_settings(), idle_s=idle_s)
     table = Table("service", "healthy after (s)", "idle PSS (MiB)")
     for name, secs in result.seconds_to_healthy.items():
@@ -335,8 +332,6 @@ def bench_ingest_cmd(
     records: Annotated[int, typer.Option(help="records to ingest")] = 200_000,
 ) -> None:
     """Ingest rate into PostgreSQL from the bundled source, next to the source's fetch+validate rate alone."""
-    from userstream.ingest.bench import bench_ingest
-
     figures = bench_ingest(get_settings(), records=records)
     table = Table("figure", "records", "seconds", "records/s")
     for f in figures:
@@ -355,8 +350,6 @@ def bench_cdc_cmd(
 
     Needs postgres, kafka, registry and connect up and the connector registered (`userstream bootstrap`).
     """
-    from userstream.cdc.bench import bench_cdc
-
     settings = get_settings()
     results = [bench_cdc(settings, rate, int(rate * duration)), bench_cdc(settings, None, max_records)]
     table = Table("run", "records in Kafka", "seconds", "records/s", "lag p50 (ms)", "lag p99 (ms)")
@@ -381,11 +374,6 @@ def bench_pipeline_cmd(
 
     Starts the stack and bootstraps it if needed.
     """
-    from pathlib import Path
-
-    from userstream.benchmark import bench_pipeline
-    from userstream.pipeline import bootstrap as run_bootstrap
-
     settings = get_settings()
     reporter = ConsoleReporter()
     _stack().up(reporter)
@@ -454,11 +442,6 @@ def bench_first_row_cmd(
 ) -> None:
     """Cold start: stop the stack, start `userstream up --demo` (on a fresh data dir by default), time the
     first new user in Cassandra, then Ctrl-C it and time the graceful stop. Target: first row <= 90 s."""
-    import shlex
-    from pathlib import Path
-
-    from userstream.coldstart import bench_first_row
-
     argv = shlex.split(command) if command else [str(Path(sys.executable).with_name("userstream")), "up", "--demo"]
     outdir = Path(out)
     log = outdir / "first-row.log"
@@ -520,15 +503,7 @@ def chaos(
     after another, and report how long each took to heal on its own; then drain and audit. Exit 1 if a target
     is missed: every fault recovered with no human action, flowing <= 60 s after healthy, nothing missing or
     duplicated. Stops a stack of this data dir first when it runs with other settings."""
-    from pathlib import Path
-
-    from userstream.chaos import ChaosOptions, exit_code, parse_faults, render_table, run_chaos
-
     if cluster:
-        from userstream.deploy.cluster import ComposeCluster
-        from userstream.deploy.failover import render_table as failover_table
-        from userstream.deploy.failover import run_cluster_failover
-
         outcome = run_cluster_failover(
             ComposeCluster(), ConsoleReporter(), rate=rate, down_s=pause, warmup_s=warmup, json_path=Path(json_out)
         )
@@ -569,9 +544,6 @@ def chaos(
 
 def _unreachable_service(exc: BaseException) -> str | None:
     """Which service a connection error is about, for a one-line message instead of a traceback."""
-    import httpx
-    import psycopg
-
     if isinstance(exc, psycopg.OperationalError):
         return "PostgreSQL"
     if isinstance(exc, httpx.TransportError):

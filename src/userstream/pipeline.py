@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+
+from userstream.cdc import ensure_connector, ensure_subject, ensure_topics
 from userstream.config import Settings
+from userstream.ingest.run import live_runs
+from userstream.runtime.airflow import AirflowService
+from userstream.store import apply_cassandra_schema, apply_postgres_schema
+from userstream.stream import ensure_job_running
 
 # the services bootstrap talks to; Airflow is not one of them, so bootstrap can run while it still starts
 BOOTSTRAP_NEEDS = ("postgres", "kafka", "registry", "connect", "cassandra", "spark")
@@ -17,9 +26,6 @@ def bootstrap(settings: Settings, *, with_stream: bool = True) -> dict[str, Any]
 
     Every step is idempotent, so a second run changes nothing; returns step -> outcome.
     """
-    from userstream.cdc import ensure_connector, ensure_subject, ensure_topics
-    from userstream.store import apply_cassandra_schema, apply_postgres_schema
-
     done: dict[str, Any] = {}
     done["postgres_schema"] = apply_postgres_schema(settings)
     done["kafka_topics"] = ensure_topics(settings)
@@ -27,8 +33,6 @@ def bootstrap(settings: Settings, *, with_stream: bool = True) -> dict[str, Any]
     done["cassandra_schema"] = f"{len(apply_cassandra_schema(settings))} statements"
     done["cdc_connector"] = ensure_connector(settings)
     if with_stream:
-        from userstream.stream import ensure_job_running
-
         done["streaming_job"] = ensure_job_running(settings, schema_applied=True)  # topics and DDL done above
     return done
 
@@ -39,8 +43,6 @@ def demo_environment(settings: Settings) -> dict[str, str]:
     The bundled source has no quota (unless started with one), so the client-side quota pacing, whose
     default is the real site's, is turned off with it, unless USERSTREAM_SOURCE_QUOTA_USERS was set.
     """
-    import os
-
     if "USERSTREAM_SOURCE_URL" in os.environ:
         return {}
     env = {"USERSTREAM_SOURCE_URL": settings.source_endpoint}
@@ -78,8 +80,6 @@ def bootstrap_when_ready(
 
 def start_flow(settings: Settings) -> None:
     """Unpause the ingest, audit and retention DAGs: records start to flow (bootstrap must have run)."""
-    from userstream.runtime.airflow import AirflowService
-
     airflow = AirflowService(settings)
     airflow.set_paused("users_ingest", False)
     airflow.set_paused("pipeline_audit", False)
@@ -93,14 +93,6 @@ def stop_flow(settings: Settings, timeout_s: float = 30.0) -> None:
     Returns once no ingest run is landing any more: Airflow terminates the ended run's task at its next
     heartbeat, and the task lands the page in hand, saves its run and lets go of the run's lock.
     """
-    import logging
-    import time
-
-    import psycopg
-
-    from userstream.ingest.run import live_runs
-    from userstream.runtime.airflow import AirflowService
-
     airflow = AirflowService(settings)
     airflow.set_paused("users_ingest", True)
     airflow.end_running_runs("users_ingest", note="ended by userstream: ingest stopped (Ctrl-C or a benchmark)")

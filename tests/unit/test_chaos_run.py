@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import userstream.chaos
 import userstream.chaos.run as chaos_run
+import userstream.cli
 from userstream.chaos.demo import demo_env
 from userstream.chaos.faults import ChaosError, Fault, Injection
 from userstream.chaos.report import AuditFigures, ChaosResult, FaultRun, figures
@@ -113,7 +113,7 @@ def test_the_command_passes_its_options_and_exits_non_zero_on_a_missed_target(
         seen["options"] = options
         return _result(recovered)
 
-    monkeypatch.setattr(userstream.chaos, "run_chaos", fake_run)
+    monkeypatch.setattr(userstream.cli, "run_chaos", fake_run)  # the command's (imported) run_chaos
     args = ["chaos", "--rate", "200", "--repeat", "1", "--pause", "5", "--faults", "kafka,cassandra-freeze",
             "--json", str(tmp_path / "c.json"), "--png", str(tmp_path / "c.png"),
             "--soak", "30", "--warmup", "0"]  # fmt: skip
@@ -126,7 +126,7 @@ def test_the_command_passes_its_options_and_exits_non_zero_on_a_missed_target(
 
 
 def test_the_command_refuses_an_unknown_fault(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(userstream.chaos, "run_chaos", lambda *a: pytest.fail("must not run"))
+    monkeypatch.setattr(userstream.cli, "run_chaos", lambda *a: pytest.fail("must not run"))
     out = CliRunner().invoke(app, ["chaos", "--faults", "kafka,zookeeper"])
     assert out.exit_code != 0
     assert isinstance(out.exception, ChaosError) and "zookeeper" in str(out.exception)

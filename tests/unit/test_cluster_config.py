@@ -10,6 +10,7 @@ import yaml
 from userstream import pipeline
 from userstream.certificates import server_names
 from userstream.config import Settings
+from userstream.deploy.bench import ClusterRun, go_duration_s
 from userstream.deploy.cluster import COMPOSE_FILE, DATA_TIER
 from userstream.deploy.failover import longest_gap
 from userstream.deploy.images import stage_context
@@ -167,3 +168,22 @@ def test_bootstrap_when_ready_retries_until_the_services_answer(monkeypatch: pyt
     with pytest.raises(ConnectionError):  # no time to wait: the first failure is the answer
         calls.clear()
         pipeline.bootstrap_when_ready(Settings(), 0, say=said.append)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("42.353031138s", 42.353031138), ("1m2.5s", 62.5), ("1h0m1s", 3601.0), ("750ms", 0.75), ("3µs", 3e-6)],
+)
+def test_podman_cpu_times_are_read_as_seconds(text: str, seconds: float) -> None:
+    assert go_duration_s(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "42", "1.5x", "s", "1m 2s"])
+def test_a_cpu_time_podman_never_prints_is_an_error(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        go_duration_s(text)
+
+
+def test_a_cluster_runs_cpu_is_the_clients_plus_every_nodes() -> None:
+    run = ClusterRun("flat out", {"cpu_us_per_record": {"ingest client": 20.0}}, {"kafka-1": 30.0, "stream": 50.0})
+    assert run.cpu_us_total == 100.0

@@ -1,8 +1,9 @@
-"""`userstream images ...`: the container image(s) of the pipeline."""
+"""`userstream images ...`, `userstream cluster ...` and `userstream bench cluster`: the pipeline in containers."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from userstream.config import get_settings
+from userstream.deploy.bench import bench_cluster, render_cpu, render_runs
 from userstream.deploy.cluster import ComposeCluster, compose_nodes
 from userstream.deploy.host import ensure_engine
 from userstream.deploy.images import build_all, image_exists
@@ -99,3 +101,30 @@ def cluster_status() -> None:
         table.add_row(node, service, ("[green]ok[/green] " if ok else "[red]down[/red] ") + detail[:80])
     console.print(table)
     raise typer.Exit(0 if ok_all else 1)
+
+
+def bench_cluster_cmd(
+    max_duration: Annotated[float, typer.Option(help="seconds of the flat-out run")] = 30.0,
+    rates: Annotated[str, typer.Option(help="fixed rates (records/s), comma-separated")] = "1000",
+    rate_duration: Annotated[float, typer.Option(help="seconds of each fixed-rate run")] = 20.0,
+    image: ImageOpt = DEFAULT_IMAGE,
+    out: Annotated[str, typer.Option(help="where to write the figures")] = "artifacts/cluster-bench.json",
+) -> None:
+    """`bench pipeline`'s runs on the compose cluster: flat out, then at fixed rates, from a client container
+    (throughput, latency p50/p99, CPU per record by node from podman). Starts the cluster if needed; leaves
+    its own ingest paused (`userstream cluster up` again does not unpause: run `bootstrap --start-ingest` in
+    a node, or `cluster down` + `up`)."""
+    steps = _Steps()
+    cluster = ComposeCluster(image=image)
+    cluster.up()
+    cluster.wait_healthy(list(compose_nodes()), timeout_s=1200)
+    result = bench_cluster(
+        cluster, steps, flat_out_s=max_duration, rate_duration_s=rate_duration,
+        rates=tuple(float(r) for r in rates.split(",") if r.strip()), json_path=Path(out),
+    )  # fmt: skip
+    console.print(render_runs(result))
+    if result.runs:
+        console.print(render_cpu(result.runs[0]))
+    if result.calibration is not None:
+        console.print(f"this machine: {result.calibration.as_dict()}")
+    console.print(f"figures in {out}")

@@ -40,7 +40,8 @@ class FailoverResult:
     rate: float
     losses: list[NodeLoss]
     audit: dict[str, object]
-    samples: list[tuple[float, int]] = field(default_factory=list)
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (wall time, users stored)
+    landed: list[tuple[float, int]] = field(default_factory=list)  # (wall time, users in Kafka's users.raw)
     misses: list[str] = field(default_factory=list)
 
     @property
@@ -56,6 +57,7 @@ class FailoverResult:
             "misses": self.misses,
             "ok": self.ok,
             "samples": self.samples,
+            "landed_in_kafka": self.landed,
         }
 
 
@@ -107,10 +109,12 @@ def run_cluster_failover(
         losses.append(loss)
     cluster.podman("stop", "-t", "60", f"{cluster.project}-delivery", check=False)  # it reports on SIGTERM
     watched = cluster.client_result(f"{cluster.project}-delivery", timeout_s=120)
-    samples = [(float(t), int(n)) for t, n in json.loads(watched.strip().splitlines()[-1])["samples"]]
+    readings = json.loads(watched.strip().splitlines()[-1])["samples"]
+    samples = [(float(t), int(stored)) for t, stored, _ in readings]
     reporter.step("cluster: ingest paused; draining, then the audit")
     audit = json.loads(cluster.client("drain-audit").strip().splitlines()[-1])
-    result = FailoverResult(rate=rate, losses=losses, audit=audit, samples=samples)
+    landed = [(float(t), int(raw)) for t, _, raw in readings]
+    result = FailoverResult(rate=rate, losses=losses, audit=audit, samples=samples, landed=landed)
     for loss in losses:
         loss.longest_gap_s = longest_gap(samples, loss.killed_at, loss.window_end)
         if loss.longest_gap_s is None or loss.longest_gap_s > MAX_GAP_S:

@@ -22,6 +22,7 @@ from cassandra.query import SimpleStatement
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+from userstream.benchmark import run_once
 from userstream.cdc.topics import admin
 from userstream.config import Settings
 from userstream.kafka_clients import client_config
@@ -181,19 +182,21 @@ def delivery(
 ) -> None:
     """Every EVERY seconds for SECONDS (or until SIGTERM), how many users the job has stored: the end offsets
     of its accepted topic, which it writes each batch only after that batch's rows are in Cassandra (a count
-    of the table took a minute under load). (wall time, count) samples: each loss's longest delivery gap."""
+    of the table took a minute under load). (wall time, stored, in users.raw) samples: each loss's longest
+    delivery gap, and where a stall was (CDC into Kafka, or the job)."""
     settings = Settings()
-    consumer = _watermark_reader(settings)
-    samples: list[tuple[float, int]] = []
+    stored, landed = _EndOffsets(settings, settings.accepted_topic), _EndOffsets(settings, settings.users_topic)
+    samples: list[tuple[float, int, int]] = []
     stopping = threading.Event()  # `podman stop` (SIGTERM to PID 1): report what was watched
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
     end = time.monotonic() + seconds
     while time.monotonic() < end and not stopping.is_set():
-        total = _stored_total(consumer, settings.accepted_topic)
+        total = stored.total()
         if total is not None:
-            samples.append((time.time(), total))
+            samples.append((time.time(), total, landed.total() or 0))
         stopping.wait(every)
-    consumer.close()
+    stored.close()
+    landed.close()
     _print({"samples": samples})
 
 
@@ -205,37 +208,62 @@ def wait_delivering(
     """Wait until users reach Cassandra steadily: no 10 s without a new one for STEADY seconds (a freshly
     started job's first batches come in bursts); exit 1 after TIMEOUT."""
     settings = Settings()
-    consumer = _watermark_reader(settings)
+    stored = _EndOffsets(settings, settings.accepted_topic)
     t0 = time.monotonic()
-    last = _stored_total(consumer, settings.accepted_topic) or 0
+    last = stored.total() or 0
     streak_start = last_growth = -1e9  # the current run of growths, each within 10 s of the one before
-    while time.monotonic() - t0 < timeout:
-        total, now = _stored_total(consumer, settings.accepted_topic), time.monotonic()
-        if total is not None and total > last:
-            if now - last_growth > 10:
-                streak_start = now
-            last, last_growth = total, now
-        if now - last_growth <= 10 and now - streak_start >= steady:
-            consumer.close()
-            _print({"delivering": True, "stored": last, "after_s": round(now - t0, 1)})
-            return
-        time.sleep(1)
-    consumer.close()
+    try:
+        while time.monotonic() - t0 < timeout:
+            total, now = stored.total(), time.monotonic()
+            if total is not None and total > last:
+                if now - last_growth > 10:
+                    streak_start = now
+                last, last_growth = total, now
+            if now - last_growth <= 10 and now - streak_start >= steady:
+                _print({"delivering": True, "stored": last, "after_s": round(now - t0, 1)})
+                return
+            time.sleep(1)
+    finally:
+        stored.close()
     _print({"delivering": False, "stored": last, "after_s": round(time.monotonic() - t0, 1)})
     raise typer.Exit(1)
 
 
-def _watermark_reader(settings: Settings) -> Consumer:
-    return Consumer(client_config(settings, "admin", "probe", **{"group.id": f"probe-{time.time_ns()}"}))
+class _EndOffsets:
+    """A topic's end offsets summed, each partition read on its own: a partition whose leader has just gone
+    keeps its last reading (its new leader answers a later one), so the others still show growth."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer(client_config(settings, "admin", "probe", **{"group.id": f"probe-{time.time_ns()}"}))
+        self.ends: dict[int, int] = {}
+
+    def total(self) -> int | None:
+        """None until every partition has been read once."""
+        with contextlib.suppress(Exception):
+            partitions = self.consumer.list_topics(self.topic, timeout=5).topics[self.topic].partitions
+            for p in partitions:
+                with contextlib.suppress(Exception):
+                    self.ends[p] = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=2)[1]
+            if len(self.ends) >= len(partitions) > 0:
+                return sum(self.ends.values())
+        return None
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
-def _stored_total(consumer: Consumer, topic: str) -> int | None:
-    """The accepted topic's end offsets summed: the job writes a batch there once its rows are in Cassandra
-    (None while a broker going away fails the reading: the next one tells)."""
-    with contextlib.suppress(Exception):
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-    return None
+@app.command("pipeline-run")
+def pipeline_run(
+    label: Annotated[str, typer.Option()] = "run",
+    rate: Annotated[float, typer.Option(help="users/s; 0: flat out")] = 0.0,
+    seconds: Annotated[float, typer.Option(help="seconds of ingest")] = 30.0,
+) -> None:
+    """`bench pipeline`'s measurement from this client: ingest from the cluster's source for SECONDS, wait for
+    those users in Cassandra, report rates, latencies and this process's CPU (the nodes' is read outside)."""
+    settings = Settings()
+    result = run_once(settings, settings.source_url, label, rate or None, seconds, drain_timeout_s=600)
+    _print(result.row())
 
 
 @app.command("stored")

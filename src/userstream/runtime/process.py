@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supervisor.xmlrpc import SupervisorTransport
+
 from userstream.config import Settings
 from userstream.errors import ServiceError
 
@@ -70,8 +72,6 @@ class ProcessManager:
 
     # --- daemon --------------------------------------------------------------------------
     def _rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
-
         transport = SupervisorTransport(None, None, serverurl=f"unix://{self.socket}")
         return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 

@@ -51,7 +51,7 @@ logger.hadoop_native.level = error
 
 def spark_home() -> Path:
     """PySpark's package dir is a complete SPARK_HOME (jars/, bin/spark-class, bin/spark-submit)."""
-    import pyspark
+    import pyspark  # kept local: the CLI and Airflow tasks (not Spark drivers) build submits; only this needs it
 
     home = Path(pyspark.__file__).resolve().parent
     if not (home / "bin" / "spark-submit").exists() or not (home / "jars").is_dir():

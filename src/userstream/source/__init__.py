@@ -12,8 +12,6 @@ Public API::
     ServerLimits(quota_users=0, quota_window_s=300, max_page=10000)   # the live site's limits, for the server
     serve(host, port, *, faults=None, limits=None, ...)   # foreground server (the CLI's `source serve`)
     serve_in_thread(faults=None, ..., limits=None) -> ctx manager yielding the base URL (tests, demos)
-
-Importing this package is cheap: Faker and uvicorn load only when a generator or server is built.
 """
 
 from __future__ import annotations

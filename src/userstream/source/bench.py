@@ -7,6 +7,7 @@ most one core) and the client in this process, as they would in the pipeline.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -73,8 +74,6 @@ def bench_generate(generator: UserGenerator, pages: int, results: int) -> Figure
 
 def _child_main(sock_fd: int) -> None:
     """Entry point of the benchmark's server process: serve on the inherited listening socket."""
-    import socket
-
     serve("127.0.0.1", 0, sock=socket.socket(fileno=sock_fd), log_level="error")
 
 

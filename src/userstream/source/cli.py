@@ -12,6 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from userstream.config import get_settings
+from userstream.source.bench import TARGET_USERS_PER_S, run_bench
+from userstream.source.client import SourceClient
+from userstream.source.faults import FaultConfig
+from userstream.source.quota import ServerLimits
+from userstream.source.server import serve
 
 __all__ = ["app", "bench_source"]
 
@@ -46,10 +51,6 @@ def serve_cmd(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve GET /api/ and /api/1.4/ in the randomuser.me 1.4 shape (faults off unless asked for)."""
-    from userstream.source.faults import FaultConfig
-    from userstream.source.quota import ServerLimits
-    from userstream.source.server import serve
-
     settings = get_settings()
     try:
         faults = FaultConfig(
@@ -93,8 +94,6 @@ def fetch_cmd(
     output: Annotated[str, typer.Option(help="table | rows (JSON lines) | raw (API JSON lines)")] = "table",
 ) -> None:
     """Fetch users through the resilient client and print them; rejected records go to stderr."""
-    from userstream.source.client import SourceClient
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     nats = [n.strip() for n in nat.split(",") if n.strip()] if nat else []
     with SourceClient(url, seed=seed, page_size=results, nats=nats) as client:
@@ -129,8 +128,6 @@ def bench_source(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Users/s generated on one core, served over loopback, and fetched+validated by the client."""
-    from userstream.source.bench import TARGET_USERS_PER_S, run_bench
-
     figures = run_bench(pages=pages, results=results, url=url)
     if as_json:
         payload = [

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from random import Random
 
+from faker import Faker
+
 from userstream.model import NATIONALITIES
 from userstream.source.locales import NAT_SPECS, NatSpec
 
@@ -170,8 +172,6 @@ def _named(names: tuple[str, ...]) -> tuple[Named, ...]:
 def _build(spec: NatSpec) -> NatPool:
     fakers: list[object] = []
     if spec.faker_locales:
-        from faker import Faker  # imported here: only the generator needs it, and only at start-up
-
         for loc in spec.faker_locales:
             fk = Faker(loc)
             fk.seed_instance(_FAKER_SEED)

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
+import uvicorn
 
 from userstream.errors import PortInUseError, SourceError
 from userstream.model import API_VERSION
@@ -37,6 +38,13 @@ from userstream.source.quota import QuotaCounter, ServerLimits, quota_error_body
 __all__ = ["SourceApp", "bind_socket", "serve", "serve_in_thread"]
 
 log = logging.getLogger(__name__)
+
+try:  # uvicorn's faster event loop, when installed
+    import uvloop  # noqa: F401
+
+    _LOOP = "uvloop"
+except ImportError:
+    _LOOP = "asyncio"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -187,17 +195,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def _config(app: SourceApp, log_level: str) -> Any:
-    import uvicorn  # imported here: clients of userstream.source never need the server stack
-
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
     return uvicorn.Config(
         app,
-        loop=loop,
+        loop=_LOOP,
         http="auto",  # httptools when installed (faster on 5 MB bodies), else h11
         lifespan="on",
         log_level=log_level,
@@ -224,8 +224,6 @@ def serve(
     Pools are built before the socket accepts, so the first request is as fast as the rest. ``on_ready``
     receives the base URL (``http://host:port/api/``) once listening.
     """
-    import uvicorn
-
     app = SourceApp(UserGenerator(anchor), faults, limits)
     sock = sock or bind_socket(host, port)
     bound_port = sock.getsockname()[1]
@@ -261,8 +259,6 @@ def serve_in_thread(
     limits: ServerLimits | None = None,
 ) -> Iterator[str]:
     """Run the server on a background thread (tests, demos); yields the base URL ``http://h:p/api/``."""
-    import uvicorn
-
     app = SourceApp(generator, faults, limits)
     sock = bind_socket(host, port)
     server = uvicorn.Server(_config(app, "warning"))  # off the main thread: no signal handlers

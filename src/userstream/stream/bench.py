@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import statistics
 import time
 import uuid
@@ -22,9 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cassandra.cluster import Cluster
+from cassandra.concurrent import execute_concurrent_with_args
+from confluent_kafka import Producer
+
+from userstream.cdc.topics import admin, ensure_topics
 from userstream.config import Settings
 from userstream.kafka_clients import client_config
-from userstream.store.cassandra import cluster_options
+from userstream.runtime.process import ProcessManager
+from userstream.store.cassandra import apply_cassandra_schema, cluster_options, connect
 from userstream.stream import synthetic
 from userstream.stream.checks import count_rows, rows_by_id
 from userstream.stream.control import ensure_job_running, job_conf, job_paths, stop_job
@@ -76,8 +83,6 @@ class StreamBench:
 
 # --- producing -------------------------------------------------------------------------------------------
 def _producer(settings: Settings) -> Any:
-    from confluent_kafka import Producer
-
     return Producer(
         client_config(
             settings,
@@ -153,9 +158,6 @@ def produce_at_rate(settings: Settings, encoders: Encoders, rate: float, seconds
 def _insert_rows(settings: Settings, keyspace: str, run: str, start: int, stop: int, concurrency: int) -> float:
     """Insert rows start..stop-1 with a prepared statement, ``concurrency`` in flight; returns seconds spent
     inserting (generation excluded)."""
-    from cassandra.cluster import Cluster
-    from cassandra.concurrent import execute_concurrent_with_args
-
     cluster = Cluster(settings.cassandra_hosts, **cluster_options(settings, "admin"))
     try:
         session = cluster.connect()
@@ -188,8 +190,6 @@ def _insert_worker(args: tuple[dict[str, Any], str, str, int, int, int]) -> floa
 
 def cassandra_ceiling(settings: Settings, n: int, run: str, concurrency: int, processes: int) -> float:
     """Rows/s of prepared async inserts of the benchmark's rows (``processes`` clients side by side)."""
-    from userstream.store.cassandra import apply_cassandra_schema, connect
-
     apply_cassandra_schema(settings, keyspace=CEILING_KEYSPACE)
     session = connect(settings)
     try:
@@ -209,10 +209,6 @@ def cassandra_ceiling(settings: Settings, n: int, run: str, concurrency: int, pr
 
 def cassandra_cpu_s(settings: Settings) -> float | None:
     """User+system CPU seconds of our local Cassandra process so far (None when external or unknown)."""
-    import os
-
-    from userstream.runtime.process import ProcessManager
-
     if settings.cassandra_contact_points:
         return None
     pid = ProcessManager(settings).pid("cassandra")
@@ -271,9 +267,6 @@ def bench_stream(
     keep: bool = False,
     say: Callable[[str], None] = print,
 ) -> StreamBench:
-    from userstream.cdc.topics import admin, ensure_topics
-    from userstream.store.cassandra import apply_cassandra_schema, connect
-
     run = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     topic = f"bench.stream.{run}"
     bench = settings.model_copy(

@@ -8,6 +8,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from cassandra.concurrent import execute_concurrent_with_args
+from confluent_kafka import Consumer
+
 from userstream.config import Settings
 from userstream.kafka_clients import MONITOR_GROUP_PREFIX, client_config
 from userstream.stream.rules import read_dlq_headers
@@ -26,8 +29,6 @@ def token_ranges(slices: int) -> list[tuple[int, int]]:
 def count_rows(session: Any, keyspace: str, table: str, key: str = "id", slices: int = 64) -> int:
     """Exact row count of a big table: one COUNT per token slice, concurrently (a single COUNT(*) of a
     million rows runs into the server's range timeout)."""
-    from cassandra.concurrent import execute_concurrent_with_args
-
     stmt = session.prepare(f"SELECT count(*) FROM {keyspace}.{table} WHERE token({key}) > ? AND token({key}) <= ?")
     stmt.timeout = 60
     total = 0
@@ -41,8 +42,6 @@ def count_rows(session: Any, keyspace: str, table: str, key: str = "id", slices:
 
 def rows_by_id(session: Any, keyspace: str, table: str, ids: Iterable[uuid.UUID], columns: Sequence[str]) -> list[Any]:
     """The rows of ``ids`` (point reads, many in flight); missing ids are simply absent."""
-    from cassandra.concurrent import execute_concurrent_with_args
-
     stmt = session.prepare(f"SELECT {', '.join(columns)} FROM {keyspace}.{table} WHERE id = ?")
     out = []
     for ok, result in execute_concurrent_with_args(session, stmt, [(i,) for i in ids], concurrency=128):
@@ -59,8 +58,6 @@ def read_topic(
 
     Stops once ``expect`` records were read and nothing new came for ``idle_s`` (or at the timeout).
     """
-    from confluent_kafka import Consumer
-
     consumer = Consumer(
         client_config(
             settings,

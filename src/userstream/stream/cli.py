@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from userstream.config import get_settings
+from userstream.stream.bench import bench_stream as run_bench
+from userstream.stream.control import ensure_job_running, job_status, stop_job
 
 app = typer.Typer(
     help="The Spark streaming job: users topic -> Cassandra (+ DLQ, per-minute counts).", no_args_is_help=True
@@ -20,8 +22,6 @@ console = Console(stderr=True)
 @app.command()
 def start() -> None:
     """Apply the Cassandra schema and start the job under supervisord unless it already runs."""
-    from userstream.stream.control import ensure_job_running
-
     settings = get_settings()
     outcome = ensure_job_running(settings)
     console.print(f"stream job {outcome} ({settings.users_topic} -> {settings.cassandra_keyspace})")
@@ -30,16 +30,12 @@ def start() -> None:
 @app.command()
 def stop() -> None:
     """Stop the job cleanly; the checkpoint keeps its place for the next start."""
-    from userstream.stream.control import stop_job
-
     console.print("stopped" if stop_job(get_settings()) else "not running")
 
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Supervisor state, paths and the last progress of the job."""
-    from userstream.stream.control import job_status
-
     info = job_status(get_settings())
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -85,8 +81,6 @@ def bench_stream(
     json_out: Annotated[str | None, typer.Option("--json", help="also write the figures to this file")] = None,
 ) -> None:
     """Job throughput (pre-filled topic -> Cassandra) vs a cassandra-driver write ceiling; batch latency."""
-    from userstream.stream.bench import bench_stream as run_bench
-
     result = run_bench(
         get_settings(),
         records=records,

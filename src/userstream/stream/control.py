@@ -21,6 +21,7 @@ from userstream.config import Settings
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.spark_submit import SparkSubmit, build_submit
 from userstream.secret_store import write_private
+from userstream.store.cassandra import apply_cassandra_schema
 from userstream.stream.progress import read_progress
 
 PROGRAM = "stream"
@@ -163,8 +164,6 @@ def ensure_job_running(
     Returns "running" (nothing to do) or "started" (started, or restarted with changed settings or conf).
     ``extra_conf`` overrides Spark properties of :func:`job_conf` (benchmarks, tuning).
     """
-    from userstream.store.cassandra import apply_cassandra_schema
-
     if not schema_applied:
         apply_cassandra_schema(settings)
         ensure_topics(settings)

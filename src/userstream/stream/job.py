@@ -45,6 +45,7 @@ from pyspark.sql.streaming.listener import (
 )
 from pyspark.sql.streaming.query import StreamingQuery
 
+from userstream.cdc.topics import ensure_topics
 from userstream.config import Settings
 from userstream.kafka_clients import jvm_client_props
 from userstream.registry_clients import registry_client_config
@@ -431,8 +432,6 @@ def ensure_job_topics(settings: Settings) -> None:
     """The job's topics, with its own login: the control plane (``ensure_job_running``) made them and their
     ACLs; here their retention is kept in line, and the accepted topic, the one this login may create, is
     made if it went missing. A job started before the CDC must not crash-loop on a missing topic."""
-    from userstream.cdc.topics import ensure_topics
-
     try:
         for topic, outcome in ensure_topics(settings, identity="stream").items():
             if outcome != "exists":

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import fastavro
 from confluent_kafka.schema_registry import Schema
 
 from userstream.config import Settings
@@ -95,8 +96,6 @@ class AvroEncoder:
     """Confluent-framed Avro bytes of one writer schema (fastavro; ~10x faster than a SerializingProducer)."""
 
     def __init__(self, schema: dict[str, Any], schema_id: int) -> None:
-        import fastavro
-
         self._schema = fastavro.parse_schema(json.loads(json.dumps(schema)))
         self._writer = fastavro.schemaless_writer
         self.schema_id = schema_id
