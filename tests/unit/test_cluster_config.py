@@ -14,7 +14,9 @@ from userstream.deploy.bench import ClusterRun, go_duration_s
 from userstream.deploy.cluster import COMPOSE_FILE, DATA_TIER
 from userstream.deploy.failover import longest_gap
 from userstream.deploy.images import stage_context
+from userstream.kafka_clients import jvm_client_props
 from userstream.runtime.cassandra import CassandraService, initial_token
+from userstream.runtime.connect import ConnectService
 from userstream.runtime.kafka import KafkaService
 from userstream.runtime.spark import SparkService
 from userstream.runtime.stack import RUN_ONLY_CLASSES, SERVICE_CLASSES
@@ -187,3 +189,20 @@ def test_a_cpu_time_podman_never_prints_is_an_error(text: str) -> None:
 def test_a_cluster_runs_cpu_is_the_clients_plus_every_nodes() -> None:
     run = ClusterRun("flat out", {"cpu_us_per_record": {"ingest client": 20.0}}, {"kafka-1": 30.0, "stream": 50.0})
     assert run.cpu_us_total == 100.0
+
+
+def test_clients_of_several_brokers_give_up_on_a_dead_one_sooner(tmp_path: Path) -> None:
+    """A broker lost: Connect's worker rides out its group coordinator moving (no revoked CDC task), and a
+    Java client's request stuck on the dead broker is retried elsewhere after 10 s. One broker: defaults."""
+    one = Settings(data_dir=tmp_path / "one")
+    assert "kafka.request.timeout.ms" not in jvm_client_props(one, "stream", "kafka.")
+    worker = ConnectService(one).worker_config()
+    assert "heartbeat.interval.ms" not in worker and "producer.request.timeout.ms" not in worker
+
+    three = node(tmp_path / "three", kafka_nodes=NODES, connect_nodes="connect-1,connect-2")
+    assert jvm_client_props(three, "stream", "kafka.")["kafka.request.timeout.ms"] == "10000"
+    worker = ConnectService(three).worker_config()
+    assert worker["heartbeat.interval.ms"] == 10_000 and worker["session.timeout.ms"] == 30_000
+    for prefix in ("", "producer.", "consumer.", "admin."):
+        assert worker[f"{prefix}request.timeout.ms"] == "10000"
+        assert worker[f"{prefix}socket.connection.setup.timeout.max.ms"] == "10000"

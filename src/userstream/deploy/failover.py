@@ -83,6 +83,9 @@ def run_cluster_failover(
     json_path: Path | None = None,
 ) -> FailoverResult:
     cluster.env["USERSTREAM_INGEST_RATE"] = f"{rate:g}"
+    # a steady rate: backpressure would cut ingest during each loss, and its slow climb back (pages every
+    # few seconds) would look like gaps in delivery that are the pacing's, not the fault's
+    cluster.env["USERSTREAM_INGEST_MAX_LAG_S"] = "0"
     reporter.step(f"cluster: starting every node (ingest at {rate:g} users/s)")
     cluster.up()
     cluster.wait_healthy(list(compose_nodes(cluster.compose_file)), timeout_s=1500)
