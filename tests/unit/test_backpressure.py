@@ -90,3 +90,22 @@ def test_rate_limiter_set_rate_paces_from_then_on() -> None:
     limiter.wait_for(10, sleep)
     limiter.wait_for(10, sleep)  # at the new rate: 10 records take 1 s
     assert slept[-1] == pytest.approx(1.0) and len(slept) == 2
+
+
+def test_after_a_stall_the_rate_comes_back() -> None:
+    """100/s configured; the pipeline stalls 20 s (the backlog grows), then drains it within a few seconds
+    and keeps up, one page (100) in flight at any time. The rate climbs back to the ceiling within a minute
+    (measured against the ingest rate alone it stayed at the floor: 100 in flight at 5/s was "20 s behind")."""
+    state = {"backlog": 0.0}
+    bp = Backpressure(100.0, 10.0, lambda: int(state["backlog"]), interval_s=2.0, clock=Clock(), in_flight=100)
+    rates = []
+    for step in range(60):  # 2 s steps
+        rate = bp.rate()
+        rates.append(rate)
+        bp.clock.now += 2.0  # type: ignore[attr-defined]
+        if step < 10:
+            state["backlog"] += rate * 2.0  # stalled: everything landed stays behind
+        else:
+            state["backlog"] = 100.0  # drained: one page in flight
+    assert min(rates[:10]) < 50  # cut while stalled
+    assert rates[-1] == 100.0 and rates.index(100.0, 10) <= 10 + 30

@@ -2,10 +2,13 @@
 
 The signal is the pipeline's backlog: users landed in Postgres that the streaming job has not yet processed
 (landed by ingest runs minus the job's consumer-group offsets on the users topic, the sum of the CDC and
-stream backlogs of :class:`~userstream.monitor.stage_probe.StageProbe`). Divided by the current rate it is a
-lag in seconds. The rate follows AIMD, as TCP does: above ``max_lag_s`` it is cut to ``DECREASE`` of itself
-(never below ``floor``); below half of it, it grows by ``INCREASE`` of the configured rate (never above it).
-So on any machine ingest settles near the rate the rest of the pipeline sustains, with a bounded lag.
+stream backlogs of :class:`~userstream.monitor.stage_probe.StageProbe`), less the page being landed: a page
+lands at once, so it is in flight, not behind (counted, one page of 100 at a floor of 5/s read as 20 s behind
+and held the rate at the floor long after a stall had drained). Divided by the current rate it is a lag in
+seconds. The rate follows AIMD, as TCP does: above ``max_lag_s`` it is cut to
+``DECREASE`` of itself (never below ``floor``); below half of it, it grows by ``INCREASE`` of the configured
+rate (never above it). So on any machine ingest settles near the rate the rest of the pipeline sustains,
+with a bounded lag.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Backpressure:
         backlog: Callable[[], int | None],
         interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        in_flight: int = 0,
     ) -> None:
         if ceiling <= 0 or max_lag_s <= 0 or interval_s <= 0:
             raise ValueError("backpressure needs ceiling, max_lag_s and interval_s > 0")
@@ -46,6 +50,7 @@ class Backpressure:
         self.backlog = backlog
         self.interval_s = interval_s
         self.clock = clock
+        self.in_flight = in_flight  # records landed together (a page): in flight, not behind
         self.current = ceiling
         self._checked_at: float | None = None
         self.held_s = 0.0  # time spent below the ceiling: how long backpressure was what limited ingest
@@ -65,7 +70,7 @@ class Backpressure:
         backlog = self.backlog()
         if backlog is None:
             return self.current
-        lag_s = backlog / self.current
+        lag_s = max(0, backlog - self.in_flight) / self.current
         before = self.current
         if lag_s > self.max_lag_s:
             self.current = max(self.floor, self.current * DECREASE)

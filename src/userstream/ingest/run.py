@@ -372,7 +372,8 @@ def ingest_window(settings: Settings, stop: threading.Event | None = None) -> In
     if settings.ingest_max_lag_s <= 0:
         return ingest(settings, duration_s=settings.ingest_window_s, rate=settings.ingest_rate, stop=stop)
     backlog, close = pipeline_backlog(settings)
-    control = Backpressure(settings.ingest_rate, settings.ingest_max_lag_s, backlog)
+    page = page_size_for(settings.ingest_rate, settings.source_page_size)
+    control = Backpressure(settings.ingest_rate, settings.ingest_max_lag_s, backlog, in_flight=page)
     control.current = _previous_backpressured_rate(settings) or settings.ingest_rate
     try:
         return ingest(
