@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from cassandra import ConsistencyLevel
 from cassandra.query import SimpleStatement
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -97,7 +98,11 @@ def cassandra_ids(settings: Settings, keyspace: str | None = None) -> set[str]:
     session = connect(settings, "monitor")
     try:
         table = f"{keyspace or settings.cassandra_keyspace}.created_users"
-        stmt = SimpleStatement(f"SELECT id FROM {table}", fetch_size=5000)
+        # the job writes at LOCAL_QUORUM: a read at the driver's LOCAL_ONE can ask a replica that was down and
+        # has not been given the row yet (its hint not replayed), and report a stored user as missing
+        stmt = SimpleStatement(
+            f"SELECT id FROM {table}", fetch_size=5000, consistency_level=ConsistencyLevel.LOCAL_QUORUM
+        )
         return {str(row.id) for row in session.execute(stmt, timeout=120)}
     finally:
         session.cluster.shutdown()
