@@ -24,6 +24,8 @@ import argparse
 import json
 import logging
 import operator
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -58,7 +60,7 @@ from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
 from userstream.stream.progress import ProgressTracker
 from userstream.stream.registry import SchemaCache, registry_fetcher, subject_schema_ids
-from userstream.stream.sessions import CassandraSessions
+from userstream.stream.sessions import CassandraSessions, CassandraWedged
 
 log = logging.getLogger("userstream.stream")
 
@@ -70,6 +72,7 @@ AGGREGATE_TABLE = "users_by_country_minute"
 META = ("key", "value", "topic", "partition", "offset", "timestamp")
 ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # the session time zone is UTC
 AGGREGATE_START_DELAY_MAX_S = 120.0  # the aggregate query waits at most this long for the users query's first batch
+WEDGED_EXIT_CODE = 75  # EX_TEMPFAIL: a wedged Cassandra session, try again
 KEEPER_TICK_S = 2.0  # how often the driver checks its queries (and writes its heartbeat)
 
 
@@ -509,6 +512,8 @@ def run(settings: Settings, name: str) -> int:
             if ticks % 3 == 0:
                 try:
                     sessions.check()
+                except CassandraWedged as exc:
+                    _end_wedged_driver(tracker, exc)
                 except Exception:  # a failed look must not end the job
                     log.exception("checking for a wedged Cassandra session")
             if keeper.check():
@@ -526,6 +531,17 @@ def run(settings: Settings, name: str) -> int:
         tracker.write()
         spark.stop()
     return 0
+
+
+def _end_wedged_driver(tracker: ProgressTracker, exc: CassandraWedged) -> None:
+    """Kill the driver's JVM (our parent, spark-submit) and exit: stopping the queries would wait on the parked
+    thread for ever. The checkpoint holds what was written; the supervisor or the container starts it again."""
+    log.error("%s: ending the driver so that it is restarted from its checkpoint", exc)
+    tracker.set_state("restarting", str(exc))
+    tracker.write()
+    logging.shutdown()
+    os.kill(os.getppid(), signal.SIGKILL)
+    os._exit(WEDGED_EXIT_CODE)
 
 
 def main(argv: list[str] | None = None) -> None:

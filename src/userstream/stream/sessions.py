@@ -11,6 +11,11 @@ still there ``wedged_after_s`` later is freed by closing the cached sessions (cl
 refresh, so the batch fails and :class:`~userstream.stream.keeper.QueryKeeper` restarts the query). The
 next writes must not get the closed session back from the connector's cache, which is keyed by connection
 settings: each generation gets its own keep-alive value, hence its own, new session.
+
+Closing does not always free it: on a cluster, a node lost while it held the driver's control connection
+once left a thread parked through every close (and the other query queued behind it: no batch for 15
+minutes). A thread still parked after ``FUTILE_FREES`` closes raises :class:`CassandraWedged`; the job then
+ends its driver (a crash it resumes from the checkpoint, restarted by its supervisor or container).
 """
 
 from __future__ import annotations
@@ -20,13 +25,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CassandraSessions"]
+__all__ = ["FUTILE_FREES", "CassandraSessions", "CassandraWedged"]
 
 log = logging.getLogger("userstream.stream")
 
 KEEP_ALIVE_MS = 120_000  # the executor and driver keep their session between micro-batches
 _STREAM_THREAD = "stream execution thread"
 _WEDGE_CLASS, _WEDGE_METHOD = "Session", "refreshSchema"
+FUTILE_FREES = 2  # closes after which a thread still parked is given up on
+
+
+class CassandraWedged(RuntimeError):
+    """A streaming thread stayed parked in ``refreshSchema`` through every close of the sessions."""
 
 
 class CassandraSessions:
@@ -35,6 +45,8 @@ class CassandraSessions:
         self._wedged_after_s = wedged_after_s
         self._clock = clock
         self._first_seen: dict[str, float] = {}
+        self._freed: set[str] = set()  # threads the last close was for
+        self._futile = 0  # closes in a row after which the same thread was parked again
         self.generation = 0
 
     def write_options(self) -> dict[str, str]:
@@ -62,6 +74,13 @@ class CassandraSessions:
         wedged = [n for n, since in self._first_seen.items() if now - since >= self._wedged_after_s]
         if not wedged:
             return False
+        self._futile = self._futile + 1 if self._freed & set(wedged) else 0
+        if self._futile >= FUTILE_FREES:
+            raise CassandraWedged(
+                f"{sorted(wedged)} still parked in {_WEDGE_CLASS}.{_WEDGE_METHOD} after {self._futile + 1} closes "
+                "of the driver's Cassandra sessions"
+            )
+        self._freed = set(wedged)
         log.error(
             "%s parked in %s for %.0fs+: closing the driver's Cassandra sessions",
             wedged,
