@@ -40,7 +40,13 @@ def test_an_external_cluster_takes_the_configured_security(tmp_path: Path) -> No
     plain = Settings(data_dir=tmp_path, kafka_bootstrap="broker:9092")
     assert login(plain, "connect") is None
     assert client_config(plain, "connect", "t")["security.protocol"] == "PLAINTEXT"
-    assert jvm_client_props(plain, "connect") == {"security.protocol": "PLAINTEXT"}
+    # no login; an external cluster has several brokers, so a request stuck on a dead one is retried after 10 s
+    assert jvm_client_props(plain, "connect") == {
+        "security.protocol": "PLAINTEXT",
+        "request.timeout.ms": "10000",
+        "socket.connection.setup.timeout.ms": "3000",
+        "socket.connection.setup.timeout.max.ms": "10000",
+    }
 
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # the settings check it exists
