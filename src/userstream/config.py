@@ -330,6 +330,12 @@ class Settings(BaseSettings):
         return min(3, len(self.kafka_hosts)) if self.kafka_bootstrap is None else 1
 
     @property
+    def kafka_has_failover(self) -> bool:
+        """Several brokers (ours, or an external cluster): a partition's leader or a group's coordinator moves
+        to another when one dies, so clients should give up on a dead broker soon."""
+        return self.kafka_bootstrap is not None or len(self.kafka_hosts) >= 2
+
+    @property
     def kafka_min_insync(self) -> int:
         return 2 if self.kafka_replication >= 3 else 1
 

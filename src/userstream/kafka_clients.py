@@ -111,16 +111,15 @@ def jvm_client_props(settings: Settings, identity: KafkaIdentity, prefix: str = 
             props |= {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(pem_keystore(settings))}
             if settings.kafka_ssl_key_password:
                 props["ssl.key.password"] = settings.kafka_ssl_key_password
-    return {f"{prefix}{key}": value for key, value in props.items()} | {
-        f"{prefix}{key}": value for key, value in _failover_timeouts(settings).items()
-    }
+    props |= _failover_timeouts(settings)
+    return {f"{prefix}{key}": value for key, value in props.items()}
 
 
 def _failover_timeouts(settings: Settings) -> dict[str, str]:
     """On several brokers a request stuck on one that died is retried on its partition's new leader: after
     10 s, not the Java clients' 30 s (40 s for Connect's worker), which stalled CDC for 30 s when a broker was
     killed. One broker of ours: nowhere else to go, the defaults stay."""
-    if settings.kafka_bootstrap is None and len(settings.kafka_hosts) < 2:
+    if not settings.kafka_has_failover:
         return {}
     return {
         "request.timeout.ms": "10000",

@@ -114,9 +114,9 @@ def run_cluster_failover(
     watched = cluster.client_result(f"{cluster.project}-delivery", timeout_s=120)
     readings = json.loads(watched.strip().splitlines()[-1])["samples"]
     samples = [(float(t), int(stored)) for t, stored, _ in readings]
+    landed = [(float(t), int(raw)) for t, _, raw in readings]
     reporter.step("cluster: ingest paused; draining, then the audit")
     audit = json.loads(cluster.client("drain-audit").strip().splitlines()[-1])
-    landed = [(float(t), int(raw)) for t, _, raw in readings]
     result = FailoverResult(rate=rate, losses=losses, audit=audit, samples=samples, landed=landed)
     for loss in losses:
         loss.longest_gap_s = longest_gap(samples, loss.killed_at, loss.window_end)

@@ -193,7 +193,7 @@ class ConnectService(Service):
         (3 s by default): the CDC task stopped and restarted, ~30 s of no CDC for one broker lost. A 10 s
         interval rides the move out; the session timeout is kept at 3 intervals. (One broker of ours: nowhere to
         move, the defaults stay; an external cluster has several.)"""
-        if self.settings.kafka_bootstrap is None and len(self.settings.kafka_hosts) < 2:
+        if not self.settings.kafka_has_failover:
             return {}
         return {"heartbeat.interval.ms": CONNECT_HEARTBEAT_MS, "session.timeout.ms": 3 * CONNECT_HEARTBEAT_MS}
 

@@ -77,7 +77,7 @@ class CassandraSessions:
         self._futile = self._futile + 1 if self._freed & set(wedged) else 0
         if self._futile >= FUTILE_FREES:
             raise CassandraWedged(
-                f"{sorted(wedged)} still parked in {_WEDGE_CLASS}.{_WEDGE_METHOD} after {self._futile + 1} closes "
+                f"{sorted(wedged)} still parked in {_WEDGE_CLASS}.{_WEDGE_METHOD} after {self._futile} closes "
                 "of the driver's Cassandra sessions"
             )
         self._freed = set(wedged)
