@@ -16,7 +16,6 @@ from userstream.runtime.spark_submit import (
     build_submit,
     conf_dir,
     connector_jars,
-    install_connector_jars,
     spark_home,
 )
 from userstream.runtime.spark_ui_auth import build_ui_auth_jar, ui_login
@@ -50,7 +49,7 @@ class SparkService(Service):
 
     def install(self, reporter: Reporter) -> None:
         spark_home()  # fail early and clearly if PySpark is incomplete
-        install_connector_jars(self.settings, reporter)
+        connector_jars(self.settings, reporter)  # with our session factory: needs a JDK's javac
         if not self.external:
             build_ui_auth_jar(self.settings, reporter)  # the UIs' login filter: needs a JDK's javac
 

@@ -22,6 +22,7 @@ from userstream.config import Settings
 from userstream.errors import InstallError, ServiceError
 from userstream.runtime.base import Reporter, SilentReporter, maven_install
 from userstream.runtime.process import Program
+from userstream.runtime.spark_cassandra_session import FACTORY_CLASS, build_session_jar
 from userstream.runtime.spark_ui_auth import build_ui_auth_jar, ui_auth_defaults, ui_auth_jar
 from userstream.secret_store import write_private
 
@@ -105,9 +106,11 @@ def install_connector_jars(settings: Settings, reporter: Reporter | None = None)
     return sorted(dest.glob("*.jar"))
 
 
-def connector_jars(settings: Settings) -> list[Path]:
-    """The jobs' extra jars (spark-sql-kafka, spark-avro, spark-cassandra-connector and their closure)."""
-    return install_connector_jars(settings)
+def connector_jars(settings: Settings, reporter: Reporter | None = None) -> list[Path]:
+    """The jobs' extra jars: spark-sql-kafka, spark-avro, spark-cassandra-connector and their closure, and our
+    session factory for the connector (see spark_cassandra_session)."""
+    jars = install_connector_jars(settings, reporter)
+    return [*jars, build_session_jar(settings, spark_home() / "jars", jars, reporter)]
 
 
 def default_conf(settings: Settings) -> dict[str, str]:
@@ -117,6 +120,7 @@ def default_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.connection.host": ",".join(settings.cassandra_hosts),
         "spark.cassandra.connection.port": str(settings.cassandra_port),
         "spark.sql.extensions": "com.datastax.spark.connector.CassandraSparkExtensions",
+        "spark.cassandra.connection.factory": FACTORY_CLASS,
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
         "spark.executor.memory": settings.spark_executor_memory,

@@ -12,18 +12,13 @@ API PySpark ships) into ``lib/spark-ui-auth``, and only again when its source ch
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-import zipfile
 from importlib.util import find_spec
 from pathlib import Path
 
 from userstream.config import Settings
 from userstream.errors import InstallError
-from userstream.runtime.base import JVM_DIR, Reporter, SilentReporter
+from userstream.runtime.base import JVM_DIR, Reporter
+from userstream.runtime.javac import build_jar
 from userstream.secret_store import write_private
 
 __all__ = [
@@ -41,8 +36,6 @@ UI_USER = "userstream"
 
 SOURCE = JVM_DIR / "spark-ui-auth" / "src" / "userstream" / "spark" / "BasicAuthFilter.java"
 JAR_NAME = "userstream-spark-ui-auth.jar"
-MANIFEST = "Manifest-Version: 1.0\nCreated-By: userstream\n"
-JAVAC_FIX = "install a Java 17 JDK (javac), e.g. `apt-get install openjdk-17-jdk-headless`"
 
 
 def ui_auth_jar(settings: Settings) -> Path:
@@ -62,36 +55,9 @@ def servlet_api_jar() -> Path:
 
 
 def build_ui_auth_jar(settings: Settings, reporter: Reporter | None = None) -> Path:
-    """Compile the filter into its jar; skipped while the jar's stamp holds the source's sha256."""
-    if not SOURCE.exists():
-        raise InstallError(f"missing {SOURCE}", fix="run from a full checkout of userstream")
-    jar = ui_auth_jar(settings)
-    stamp = jar.with_name(".source-sha256")
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
-    if jar.exists() and stamp.exists() and stamp.read_text() == digest:
-        return jar
-    javac = shutil.which("javac")
-    if not javac:
-        raise InstallError("`javac` was not found on PATH: the Spark UIs' login filter is compiled", fix=JAVAC_FIX)
-    (reporter or SilentReporter()).step("spark: compiling the UI login filter")
-    jar.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="spark-ui-auth-") as tmp:
-        classes = Path(tmp)
-        command = [javac, "--release", "17", "-cp", str(servlet_api_jar()), "-d", str(classes), str(SOURCE)]
-        proc = subprocess.run(command, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise InstallError(f"javac could not compile {SOURCE.name}:\n{tail}", fix=JAVAC_FIX)
-        # written beside, then renamed in: a JVM starting meanwhile sees the old jar or the new, never a part
-        fd, partial = tempfile.mkstemp(prefix=f".{JAR_NAME}.", dir=jar.parent)
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("META-INF/MANIFEST.MF", MANIFEST)
-            for cls in sorted(classes.rglob("*.class")):
-                archive.write(cls, cls.relative_to(classes).as_posix())
-        Path(partial).chmod(0o644)
-        os.replace(partial, jar)
-    stamp.write_text(digest)
-    return jar
+    """Compile the filter into its jar (again only when its source changes)."""
+    return build_jar([SOURCE], [servlet_api_jar()], ui_auth_jar(settings), what="the Spark UI login filter",
+                     reporter=reporter)  # fmt: skip
 
 
 def ui_login(settings: Settings) -> tuple[str, str]:

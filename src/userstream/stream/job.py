@@ -24,8 +24,6 @@ import argparse
 import json
 import logging
 import operator
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -60,7 +58,6 @@ from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
 from userstream.stream.progress import ProgressTracker
 from userstream.stream.registry import SchemaCache, registry_fetcher, subject_schema_ids
-from userstream.stream.sessions import CassandraSessions, CassandraWedged
 
 log = logging.getLogger("userstream.stream")
 
@@ -72,7 +69,6 @@ AGGREGATE_TABLE = "users_by_country_minute"
 META = ("key", "value", "topic", "partition", "offset", "timestamp")
 ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # the session time zone is UTC
 AGGREGATE_START_DELAY_MAX_S = 120.0  # the aggregate query waits at most this long for the users query's first batch
-WEDGED_EXIT_CODE = 75  # EX_TEMPFAIL: a wedged Cassandra session, try again
 KEEPER_TICK_S = 2.0  # how often the driver checks its queries (and writes its heartbeat)
 
 
@@ -237,11 +233,8 @@ class UsersBatch:
     in one write. Fewer actions is most of a small batch's time: each costs a plan, a job and a round trip.
     """
 
-    def __init__(
-        self, settings: Settings, schemas: SchemaCache, tracker: ProgressTracker, sessions: CassandraSessions
-    ) -> None:
+    def __init__(self, settings: Settings, schemas: SchemaCache, tracker: ProgressTracker) -> None:
         self.settings = settings
-        self.sessions = sessions
         self.schemas = schemas
         self.tracker = tracker
         self.accepted = settings.accepted_topic
@@ -266,7 +259,7 @@ class UsersBatch:
             F.array_join(F.percentile_approx(F.when(valid, latency), [0.5, 0.95, 0.99], 1000), ",").alias("latency"),
         )
         users_rows(observed.filter(valid), processed_at).write.format(CASSANDRA).options(
-            keyspace=self.settings.cassandra_keyspace, table=USERS_TABLE, **self.sessions.write_options()
+            keyspace=self.settings.cassandra_keyspace, table=USERS_TABLE
         ).mode("append").save()
         got = observation.get
         latency_ms = [float(v) for v in (got.get("latency") or "").split(",") if v]
@@ -313,7 +306,7 @@ class UsersBatch:
         )
 
 
-def write_windows(settings: Settings, sessions: CassandraSessions) -> Any:
+def write_windows(settings: Settings) -> Any:
     def write(batch: DataFrame, batch_id: int) -> None:
         rows = batch.select(
             F.col("country"),
@@ -322,9 +315,9 @@ def write_windows(settings: Settings, sessions: CassandraSessions) -> Any:
             F.col("users"),
             F.lit(datetime.now(UTC)).alias("updated_at"),
         )
-        rows.write.format(CASSANDRA).options(
-            keyspace=settings.cassandra_keyspace, table=AGGREGATE_TABLE, **sessions.write_options()
-        ).mode("append").save()
+        rows.write.format(CASSANDRA).options(keyspace=settings.cassandra_keyspace, table=AGGREGATE_TABLE).mode(
+            "append"
+        ).save()
 
     return write
 
@@ -360,22 +353,19 @@ def start_users_query(
     paths: JobPaths,
     schemas: SchemaCache,
     tracker: ProgressTracker,
-    sessions: CassandraSessions,
 ) -> StreamingQuery:
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", USERS_QUERY)  # the query's thread inherits it
     return (
         kafka_stream(spark, settings, settings.users_topic, settings.spark_max_offsets_per_trigger)
         .writeStream.queryName(USERS_QUERY)
-        .foreachBatch(UsersBatch(settings, schemas, tracker, sessions))
+        .foreachBatch(UsersBatch(settings, schemas, tracker))
         .option("checkpointLocation", str(paths.users_checkpoint))
         .trigger(processingTime=settings.spark_trigger_interval)
         .start()
     )
 
 
-def start_aggregate_query(
-    spark: SparkSession, settings: Settings, paths: JobPaths, sessions: CassandraSessions
-) -> StreamingQuery:
+def start_aggregate_query(spark: SparkSession, settings: Settings, paths: JobPaths) -> StreamingQuery:
     schema = "id STRING, nat STRING, fetched_at TIMESTAMP"
     # uncapped: it triggers seldom, so a cap sized for the users query would leave it ever further behind
     accepted = kafka_stream(spark, settings, settings.accepted_topic).select(
@@ -392,7 +382,7 @@ def start_aggregate_query(
     return (
         counts.writeStream.queryName(AGGREGATE_QUERY)
         .outputMode("update")
-        .foreachBatch(write_windows(settings, sessions))
+        .foreachBatch(write_windows(settings))
         .option("checkpointLocation", str(paths.aggregate_checkpoint))
         # less often than the users query: each of its batches shuffles and commits state, on the same cores
         .trigger(processingTime=settings.stream_aggregate_trigger)
@@ -489,8 +479,7 @@ def run(settings: Settings, name: str) -> int:
         return stop.is_set() or paths.stop_file.exists()
 
     keeper = QueryKeeper()
-    sessions = CassandraSessions(spark._jvm)  # type: ignore[attr-defined]
-    keeper.start(USERS_QUERY, lambda: start_users_query(spark, settings, paths, schemas, tracker, sessions))
+    keeper.start(USERS_QUERY, lambda: start_users_query(spark, settings, paths, schemas, tracker))
     tracker.set_state("running")
     tracker.write()
     try:
@@ -504,18 +493,9 @@ def run(settings: Settings, name: str) -> int:
             time.sleep(0.5)
             tracker.write()  # the heartbeat goes on while the first batch runs (a minute or more, cold)
         if not asked_to_stop():
-            keeper.start(AGGREGATE_QUERY, lambda: start_aggregate_query(spark, settings, paths, sessions))
-        ticks = 0
+            keeper.start(AGGREGATE_QUERY, lambda: start_aggregate_query(spark, settings, paths))
         while not asked_to_stop():
             time.sleep(KEEPER_TICK_S)
-            ticks += 1
-            if ticks % 3 == 0:
-                try:
-                    sessions.check()
-                except CassandraWedged as exc:
-                    _end_wedged_driver(tracker, exc)
-                except Exception:  # a failed look must not end the job
-                    log.exception("checking for a wedged Cassandra session")
             if keeper.check():
                 spark.streams.resetTerminated()
             failures = keeper.failures()
@@ -531,17 +511,6 @@ def run(settings: Settings, name: str) -> int:
         tracker.write()
         spark.stop()
     return 0
-
-
-def _end_wedged_driver(tracker: ProgressTracker, exc: CassandraWedged) -> None:
-    """Kill the driver's JVM (our parent, spark-submit) and exit: stopping the queries would wait on the parked
-    thread for ever. The checkpoint holds what was written; the supervisor or the container starts it again."""
-    log.error("%s: ending the driver so that it is restarted from its checkpoint", exc)
-    tracker.set_state("restarting", str(exc))
-    tracker.write()
-    logging.shutdown()
-    os.kill(os.getppid(), signal.SIGKILL)
-    os._exit(WEDGED_EXIT_CODE)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,98 @@
+package userstream.spark;
+
+import com.datastax.oss.driver.api.core.CqlSession;
+import com.datastax.oss.driver.api.core.metadata.Metadata;
+import java.lang.reflect.InvocationHandler;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Method;
+import java.lang.reflect.Proxy;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicReference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A driver session whose {@code refreshSchema()} cannot wedge its caller.
+ *
+ * <p>The Spark Cassandra connector refreshes the whole schema before every write. The Java driver (4.x, to its
+ * latest release) leaves its "refresh in progress" slot taken when a refresh fails at the schema-agreement step,
+ * as it does when the node holding the control connection is lost: every later refresh of that session then
+ * queues behind it and never runs, and the blocking {@code refreshSchema()} waits uninterruptibly for ever.
+ *
+ * <p>Here a refresh is waited for at most {@code boundMillis}; a refresh that fails or outlives it leaves the
+ * caller with the metadata the session already has, and while one is still pending no other is queued (the
+ * session's metadata then stays as it was: our tables are made before the job starts). Every other call goes
+ * to the driver's session as it is (a proxy: the driver's own wrapper class needs annotations it does not ship).
+ */
+public final class BoundedRefreshSession implements InvocationHandler {
+  private static final Logger LOG = LoggerFactory.getLogger(BoundedRefreshSession.class);
+
+  private final CqlSession delegate;
+  private final long boundMillis;
+  private final AtomicReference<CompletableFuture<Metadata>> pending = new AtomicReference<>();
+
+  private BoundedRefreshSession(CqlSession delegate, long boundMillis) {
+    this.delegate = delegate;
+    this.boundMillis = boundMillis;
+  }
+
+  /** {@code delegate}, with a bounded {@code refreshSchema()}. */
+  public static CqlSession wrap(CqlSession delegate, long boundMillis) {
+    return (CqlSession) Proxy.newProxyInstance(
+        BoundedRefreshSession.class.getClassLoader(),
+        new Class<?>[] {CqlSession.class},
+        new BoundedRefreshSession(delegate, boundMillis));
+  }
+
+  @Override
+  public Object invoke(Object proxy, Method method, Object[] args) throws Throwable {
+    if (method.getName().equals("refreshSchema") && method.getParameterCount() == 0) {
+      return refreshSchema();
+    }
+    if (method.getDeclaringClass() == Object.class) {
+      switch (method.getName()) {
+        case "equals":
+          return proxy == args[0];
+        case "hashCode":
+          return System.identityHashCode(proxy);
+        case "toString":
+          return "BoundedRefreshSession(" + delegate + ")";
+        default:
+          break;
+      }
+    }
+    try {
+      return method.invoke(delegate, args);
+    } catch (InvocationTargetException e) {
+      throw e.getCause();
+    }
+  }
+
+  Metadata refreshSchema() {
+    CompletableFuture<Metadata> mine = new CompletableFuture<>();
+    CompletableFuture<Metadata> current = pending.updateAndGet(f -> f == null || f.isDone() ? mine : f);
+    if (current != mine) {
+      return delegate.getMetadata(); // a refresh still pending may never end: do not queue another behind it
+    }
+    delegate.refreshSchemaAsync().whenComplete((metadata, error) -> {
+      if (error != null) {
+        mine.completeExceptionally(error);
+      } else {
+        mine.complete(metadata);
+      }
+    });
+    try {
+      return mine.get(boundMillis, TimeUnit.MILLISECONDS);
+    } catch (TimeoutException e) {
+      LOG.warn("schema refresh unanswered after {} ms: using the session's metadata", boundMillis);
+    } catch (ExecutionException e) {
+      LOG.warn("schema refresh failed ({}): using the session's metadata", String.valueOf(e.getCause()));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    return delegate.getMetadata();
+  }
+}

@@ -1,0 +1,105 @@
+"""The connector's sessions through our factory (spark.cassandra.connection.factory): a schema refresh never
+wedges its caller when Cassandra goes away under it (the Java driver keeps a failed refresh's slot taken, and
+the connector refreshes before every write), and the same session works again once Cassandra is back.
+
+A real Cassandra, killed (-9) under a session held by a local Spark JVM, through the connector's own
+CassandraConnector, as a streaming write gets it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from userstream.config import Settings
+from userstream.runtime.process import ProcessManager
+from userstream.runtime.spark_submit import connector_jars, default_conf
+from userstream.runtime.stack import Stack
+from userstream.store.cassandra import spark_auth_conf, spark_tls_conf
+
+pytestmark = pytest.mark.timeout(600)
+
+BOUND_S = 5.0  # the factory's default bound on one refresh
+SLACK_S = 10.0
+PROBE = "session_factory_probe"
+
+
+def _timed(call: Callable[[], Any], limit_s: float) -> tuple[float, Any]:
+    """(seconds taken, result or exception); (inf, None) when it is still running after LIMIT_S."""
+    result: list[Any] = []
+    t0 = time.monotonic()
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except Exception as exc:  # the exception is the result
+            result.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)  # a wedged call stays parked: abandoned, not joined
+    thread.start()
+    thread.join(limit_s)
+    return (float("inf"), None) if thread.is_alive() else (time.monotonic() - t0, result[0])
+
+
+@pytest.fixture(scope="module")
+def spark(require_services: Callable[..., Stack], settings: Settings) -> Iterator[SparkSession]:
+    require_services("cassandra")
+    builder = SparkSession.builder.master("local[1]").appName("session-factory-test")
+    conf = {
+        **default_conf(settings),
+        **spark_auth_conf(settings, "admin"),
+        **spark_tls_conf(settings),
+        "spark.jars": ",".join(map(str, connector_jars(settings))),
+        "spark.ui.enabled": "false",
+    }
+    for key, value in conf.items():
+        if not key.startswith("spark.pyspark"):
+            builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    yield session
+    session.stop()
+
+
+def test_refresh_is_bounded_while_cassandra_is_down_and_the_session_recovers(
+    spark: SparkSession, settings: Settings
+) -> None:
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    connector = jvm.com.datastax.spark.connector.cql.CassandraConnector.apply(spark.sparkContext._jsc.sc().getConf())  # type: ignore[union-attr]
+    session = connector.openSession()
+    assert "BoundedRefreshSession" in str(session.toString()), "the factory did not make the session"
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {PROBE} WITH replication = {settings.cassandra_replication}")
+    taken, metadata = _timed(session.refreshSchema, BOUND_S + SLACK_S)
+    assert taken < BOUND_S and metadata.getKeyspace(PROBE).isPresent()  # a real refresh: it sees the new one
+
+    processes = ProcessManager(settings)
+    pid = processes.pid("cassandra")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    # refreshes while it is down (one of them fails with the control channel gone, taking the driver's slot)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        taken, result = _timed(session.refreshSchema, BOUND_S + SLACK_S)
+        assert taken <= BOUND_S + SLACK_S, "refreshSchema wedged while Cassandra was down"
+        assert not isinstance(result, Exception), result  # the metadata the session had
+        time.sleep(1)
+
+    Stack(settings, ["cassandra"]).services["cassandra"].wait_healthy(timeout_s=240)  # supervisord restarts it
+    deadline = time.monotonic() + 120
+    while True:  # the session reconnects by itself; writes and refreshes go on
+        taken, rows = _timed(
+            lambda: session.execute("SELECT release_version FROM system.local").getAvailableWithoutFetching(), 30
+        )
+        if rows == 1:
+            break
+        assert time.monotonic() < deadline, f"the session did not reconnect: {rows}"
+        time.sleep(2)
+    for _ in range(3):
+        taken, metadata = _timed(session.refreshSchema, BOUND_S + SLACK_S)
+        assert taken <= BOUND_S + SLACK_S and metadata.getKeyspace(PROBE).isPresent()
+    session.close()
