@@ -74,6 +74,8 @@ def test_job_conf_follows_settings() -> None:
     assert conf["spark.sql.shuffle.partitions"] == "2"
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert "avro.limits.string.maxLength" in conf["spark.executor.extraJavaOptions"]
+    for side in ("executor", "driver"):  # a node lost without a FIN is found in seconds, not 35 s
+        assert "datastax-java-driver.advanced.heartbeat.interval=5s" in conf[f"spark.{side}.extraJavaOptions"]
     # one scheduler pool per query, the users query favoured; pools named as the queries are
     pools = ElementTree.parse(conf["spark.scheduler.allocation.file"]).getroot().findall("pool")
     weights = {p.get("name"): int(p.findtext("weight") or 0) for p in pools}
