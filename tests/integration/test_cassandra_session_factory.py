@@ -1,9 +1,10 @@
 """The connector's sessions through our factory (spark.cassandra.connection.factory): a schema refresh never
 wedges its caller when Cassandra goes away under it (the Java driver keeps a failed refresh's slot taken, and
-the connector refreshes before every write), and the same session works again once Cassandra is back.
+the connector refreshes before every write), the same session works again once Cassandra is back, and a
+session that skips refreshes (at most one per interval) still sees a table another client made.
 
-A real Cassandra, killed (-9) under a session held by a local Spark JVM, through the connector's own
-CassandraConnector, as a streaming write gets it."""
+A real Cassandra, killed (-9) under a session held by a local Spark JVM; the sessions come from the
+connector's own CassandraConnector (as a streaming write gets them) or are wrapped here with other bounds."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from userstream.config import Settings
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.spark_submit import connector_jars, default_conf
 from userstream.runtime.stack import Stack
-from userstream.store.cassandra import spark_auth_conf, spark_tls_conf
+from userstream.store.cassandra import connect, spark_auth_conf, spark_tls_conf
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -66,13 +67,49 @@ def spark(require_services: Callable[..., Stack], settings: Settings) -> Iterato
     session.stop()
 
 
+def _session(spark: SparkSession, *, min_interval_ms: int) -> Any:
+    """A session as the factory makes it, with this least interval between two real refreshes."""
+    jvm: Any = spark._jvm  # type: ignore[attr-defined]
+    cql = jvm.com.datastax.spark.connector.cql
+    conf = cql.CassandraConnectorConf.apply(spark.sparkContext._jsc.sc().getConf())  # type: ignore[union-attr]
+    plain = cql.DefaultConnectionFactory.createSession(conf)
+    return jvm.userstream.spark.BoundedRefreshSession.wrap(plain, int(BOUND_S * 1000), min_interval_ms)
+
+
+def test_skipped_refreshes_still_see_what_another_client_made(spark: SparkSession, settings: Settings) -> None:
+    session = _session(spark, min_interval_ms=600_000)
+    keyspace = f"{PROBE}_events"
+    other = connect(settings, "admin")
+    try:
+        other.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        time.sleep(2)
+        assert not session.refreshSchema().getKeyspace(keyspace).isPresent()
+        other.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {settings.cassandra_replication}", timeout=60)
+        other.execute(f"CREATE TABLE {keyspace}.t (id int PRIMARY KEY)", timeout=60)
+        deadline = time.monotonic() + 20  # the driver's schema events (debounced ~1 s) update its metadata
+        while True:
+            taken, metadata = _timed(session.refreshSchema, BOUND_S + SLACK_S)
+            assert taken < 1.0, "a skipped refresh should not wait on Cassandra"
+            found = metadata.getKeyspace(keyspace)
+            if found.isPresent() and found.get().getTable("t").isPresent():
+                break
+            assert time.monotonic() < deadline, "the session's metadata never showed the new table"
+            time.sleep(0.5)
+    finally:
+        other.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        other.cluster.shutdown()
+        session.close()
+
+
 def test_refresh_is_bounded_while_cassandra_is_down_and_the_session_recovers(
     spark: SparkSession, settings: Settings
 ) -> None:
-    jvm = spark._jvm  # type: ignore[attr-defined]
-    connector = jvm.com.datastax.spark.connector.cql.CassandraConnector.apply(spark.sparkContext._jsc.sc().getConf())  # type: ignore[union-attr]
-    session = connector.openSession()
-    assert "BoundedRefreshSession" in str(session.toString()), "the factory did not make the session"
+    jvm: Any = spark._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.sc().getConf()  # type: ignore[union-attr]
+    made = jvm.com.datastax.spark.connector.cql.CassandraConnector.apply(conf).openSession()
+    assert "BoundedRefreshSession" in str(made.toString()), "the factory did not make the connector's session"
+    made.close()
+    session = _session(spark, min_interval_ms=0)  # every refresh a real one: the kill lands in some
     session.execute(f"CREATE KEYSPACE IF NOT EXISTS {PROBE} WITH replication = {settings.cassandra_replication}")
     taken, metadata = _timed(session.refreshSchema, BOUND_S + SLACK_S)
     assert taken < BOUND_S and metadata.getKeyspace(PROBE).isPresent()  # a real refresh: it sees the new one
