@@ -58,6 +58,7 @@ def spark(require_services: Callable[..., Stack], settings: Settings) -> Iterato
         **spark_tls_conf(settings),
         "spark.jars": ",".join(map(str, connector_jars(settings))),
         "spark.ui.enabled": "false",
+        "spark.cassandra.connection.keepAliveMS": "120000",  # as the job's: sessions outlive a batch
     }
     for key, value in conf.items():
         if not key.startswith("spark.pyspark"):
@@ -74,6 +75,23 @@ def _session(spark: SparkSession, *, min_interval_ms: int) -> Any:
     conf = cql.CassandraConnectorConf.apply(spark.sparkContext._jsc.sc().getConf())  # type: ignore[union-attr]
     plain = cql.DefaultConnectionFactory.createSession(conf)
     return jvm.userstream.spark.BoundedRefreshSession.wrap(plain, int(BOUND_S * 1000), min_interval_ms)
+
+
+def test_every_task_shares_one_session(spark: SparkSession, settings: Settings) -> None:
+    """The connector's session cache is keyed by a conf that holds the factory and is deserialized in each
+    task: every task of every write must still find the one session (not open its own)."""
+    other = connect(settings, "admin")
+    try:
+        other.execute(f"CREATE KEYSPACE IF NOT EXISTS {PROBE} WITH replication = {settings.cassandra_replication}")
+        other.execute(f"CREATE TABLE IF NOT EXISTS {PROBE}.rows (id int PRIMARY KEY)", timeout=60)
+    finally:
+        other.cluster.shutdown()
+    rows = spark.range(200).selectExpr("CAST(id AS INT) AS id").repartition(4)
+    for _ in range(3):
+        rows.write.format("org.apache.spark.sql.cassandra").options(keyspace=PROBE, table="rows").mode("append").save()
+    jvm: Any = spark._jvm  # type: ignore[attr-defined]
+    module = getattr(getattr(jvm.com.datastax.spark.connector.cql, "CassandraConnector$"), "MODULE$")
+    assert module.sessionCache().cache().size() == 1, "a write's tasks opened sessions of their own"
 
 
 def test_skipped_refreshes_still_see_what_another_client_made(spark: SparkSession, settings: Settings) -> None:
