@@ -35,7 +35,7 @@ AVRO_LIMITS = (
     "-Dorg.apache.avro.limits.collectionItems.maxLength=1000000"
 )
 # The Java driver finds a dead Cassandra node by a heartbeat on a connection with no reads for 30 s: a node
-# lost without a FIN (a killed container, a host gone) held every write sent to it for ~35 s. 5 s + 5 s here.
+# lost without closing its connections (a host gone, a partition) would hold the writes sent to it ~35 s.
 CASSANDRA_HEARTBEAT = (
     "-Ddatastax-java-driver.advanced.heartbeat.interval=5s -Ddatastax-java-driver.advanced.heartbeat.timeout=5s"
 )
