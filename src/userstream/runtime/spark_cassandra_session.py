@@ -5,8 +5,9 @@ The connector refreshes the whole Cassandra schema before every write, through t
 schema-agreement step (the node holding its control connection lost): every later refresh of that session
 queues behind it for ever, and so did every micro-batch. Our factory (``jvm/spark-cassandra-session``, named by
 ``spark.cassandra.connection.factory``) makes the connector's usual sessions with a refresh that waits at most
-a bound and then uses the metadata the session has. It is compiled at install against the connector's jars
-and shipped with them in every job's ``spark.jars`` (driver and executors)."""
+a bound and then uses the metadata the session has, and that makes a real refresh at most once per 30 s (the
+driver keeps its metadata current from schema events meanwhile). It is compiled at install against the
+connector's jars and shipped with them in every job's ``spark.jars`` (driver and executors)."""
 
 from __future__ import annotations
 
