@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from userstream.benchmark import run_once
+from userstream.cdc import connector_status
 from userstream.cdc.topics import admin
 from userstream.config import Settings
 from userstream.kafka_clients import client_config
@@ -251,6 +252,14 @@ class _EndOffsets:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+@app.command("cdc-worker")
+def cdc_worker() -> None:
+    """Which Connect worker runs the CDC task now (its node name), from Connect's own status."""
+    tasks = connector_status(Settings()).get("tasks", [])
+    workers = [str(t.get("worker_id", "")).rsplit(":", 1)[0] for t in tasks if t.get("state") == "RUNNING"]
+    _print({"worker": workers[0] if workers else None})
 
 
 @app.command("pipeline-run")
