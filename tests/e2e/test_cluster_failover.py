@@ -6,7 +6,7 @@ for the CDC task's worker, whose loss costs Connect's session timeout and the ta
 audit finds every landed user exactly once, and after `down` and `up` the named volumes still hold every
 stored user.
 
-Bounded: a passing run takes ~15 minutes on two cores (the image cached: up ~4.5 min, ~1.5 min per fault,
+Bounded: a passing run takes ~15 minutes on two cores (~12 measured) (the image cached: up ~4.5 min, ~1.5 min per fault,
 drain and audit, down, the Cassandra nodes up again, down)."""
 
 from __future__ import annotations
