@@ -495,7 +495,8 @@ def chaos(
         typer.Option(
             "--cluster",
             help="against the compose cluster (deploy/compose.yaml): kill one Kafka broker, Cassandra node, Spark "
-            "worker and Connect worker in turn (--pause: seconds each stays down)",
+            "worker, then each Connect worker (the idle one, then the CDC task's) in turn (--pause: seconds each "
+            "stays down)",
         ),
     ] = False,
 ) -> None:
