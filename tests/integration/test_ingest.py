@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -87,9 +88,6 @@ def test_rate_option_paces_the_run(pg: psycopg.Connection[tuple[object, ...]], s
 def test_a_set_stop_event_ends_the_run_after_the_page_in_hand(
     pg: psycopg.Connection[tuple[object, ...]], settings: Settings
 ) -> None:
-    import threading
-    import time
-
     seed = f"ingest-stop-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()
     landed_pages: list[int] = []
@@ -112,6 +110,27 @@ def test_a_set_stop_event_ends_the_run_after_the_page_in_hand(
     with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:
         after = ingest(settings, max_records=100, seed=seed, source=client)
     assert after.first_page == 4, "the next run continues after the last page landed"
+
+
+def test_a_stop_ends_a_wait_for_the_rate_at_once(
+    pg: psycopg.Connection[tuple[object, ...]], settings: Settings
+) -> None:
+    """At 10 records/s a page of 100 is followed by a 10 s wait: Airflow kills the task 5 s after its TERM,
+    so a stop must end that wait, and the run must still be saved as stopped (seen: left 'running')."""
+    seed = f"ingest-stop-wait-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+
+    def on_progress(report: object) -> None:
+        threading.Timer(0.5, stop.set).start()  # TERM arrives while the run waits for its rate
+
+    with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:
+        t0 = time.monotonic()
+        report = ingest(settings, duration_s=120, rate=10, seed=seed, source=client, on_progress=on_progress, stop=stop)
+        took = time.monotonic() - t0
+    assert report.status == "stopped" and took < 4, (report.status, took)
+    assert (report.requested, report.landed) == (100, 100)
+    row = pg.execute("SELECT landed, status FROM staging.ingest_runs WHERE run_id = %s", (report.run_id,)).fetchone()
+    assert row == (100, "stopped")
 
 
 def test_a_seed_past_the_servers_last_page_continues_with_a_derived_seed(

@@ -106,7 +106,7 @@ class RateLimiter:
         if rate != self.rate:
             self.rate, self.started, self.sent = rate, self.clock(), 0
 
-    def wait_for(self, n: int, sleep: Callable[[float], None] = time.sleep) -> None:
+    def wait_for(self, n: int, sleep: Callable[[float], object] = time.sleep) -> None:
         if self.rate:
             ahead = self.sent / self.rate - (self.clock() - self.started)
             if ahead > 0:
@@ -252,7 +252,11 @@ def ingest(
                 want = page_size if max_records is None else min(page_size, max_records - report.requested)
                 if backpressure is not None:
                     limiter.set_rate(backpressure.rate())
-                limiter.wait_for(want)
+                # Airflow kills a task 5 s after its TERM: a wait for the rate (a page at the backpressure
+                # floor is a 20 s wait) must end as soon as the run is stopped
+                limiter.wait_for(want, sleep=stop.wait if stop is not None else time.sleep)
+                if not budget_left():
+                    break
                 if pending is None:
                     pending = pool.submit(fetch, at)
                 try:
