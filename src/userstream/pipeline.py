@@ -12,7 +12,7 @@ import psycopg
 
 from userstream.cdc import ensure_connector, ensure_subject, ensure_topics
 from userstream.config import Settings
-from userstream.ingest.run import live_runs
+from userstream.ingest.run import live_runs, settle_dead_runs
 from userstream.runtime.airflow import AirflowService
 from userstream.store import apply_cassandra_schema, apply_postgres_schema
 from userstream.stream import ensure_job_running
@@ -101,6 +101,7 @@ def stop_flow(settings: Settings, timeout_s: float = 30.0) -> None:
         with psycopg.connect(settings.postgres_conninfo, connect_timeout=5, autocommit=True) as conn:
             while (live := live_runs(conn)) and time.monotonic() < deadline:
                 time.sleep(0.5)
+            settle_dead_runs(conn, "stopped")
     except psycopg.Error:
         return  # Postgres is down: nothing lands
     if live:

@@ -13,7 +13,7 @@ import pytest
 from userstream.config import Settings
 from userstream.ingest import Backpressure, ingest
 from userstream.ingest.retention import prune_staging
-from userstream.ingest.run import RUN_LOCK_CLASS, live_runs
+from userstream.ingest.run import RUN_LOCK_CLASS, live_runs, settle_dead_runs
 from userstream.runtime.stack import Stack
 from userstream.source import FaultConfig, ServerLimits, SourceClient, UserGenerator, serve_in_thread
 from userstream.store.postgres import apply_postgres_schema
@@ -131,6 +131,26 @@ def test_a_stop_ends_a_wait_for_the_rate_at_once(
     assert (report.requested, report.landed) == (100, 100)
     row = pg.execute("SELECT landed, status FROM staging.ingest_runs WHERE run_id = %s", (report.run_id,)).fetchone()
     assert row == (100, "stopped")
+
+
+def test_a_killed_runs_row_is_settled_and_a_live_one_is_left_alone(
+    pg: psycopg.Connection[tuple[object, ...]], settings: Settings
+) -> None:
+    """A task killed before it saved its run leaves it 'running' with no process holding its lock."""
+    seed = f"ingest-dead-{uuid.uuid4().hex[:8]}"
+    insert = "INSERT INTO staging.ingest_runs (seed, first_page) VALUES (%s, 1) RETURNING run_id"
+    dead = int(pg.execute(insert, (seed,)).fetchone()[0])  # type: ignore[index]
+    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as other:
+        live = int(other.execute(insert, (seed,)).fetchone()[0])  # type: ignore[index]
+        other.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK_CLASS, live))
+        settled = settle_dead_runs(pg, "stopped")
+        assert dead in settled and live not in settled
+        statuses = dict(
+            pg.execute("SELECT run_id, status FROM staging.ingest_runs WHERE seed = %s", (seed,)).fetchall()
+        )
+        assert statuses == {dead: "stopped", live: "running"}
+    # its process gone (the connection closed), the live one is dead too
+    assert live in settle_dead_runs(pg, "failed")
 
 
 def test_a_seed_past_the_servers_last_page_continues_with_a_derived_seed(

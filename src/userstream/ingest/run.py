@@ -229,12 +229,13 @@ def ingest(
 
     with psycopg.connect(conninfo(settings, "ingest"), autocommit=True) as conn:
         at = start_position(conn, seed, start_page, max_page)
-        row = conn.execute(
-            "INSERT INTO staging.ingest_runs (seed, first_page, generation) VALUES (%s, %s, %s) RETURNING run_id",
-            (seed, at[1], at[0]),
-        ).fetchone()
-        assert row is not None
-        conn.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK_CLASS, int(row[0])))
+        with conn.transaction():  # the run is seen by others only once it holds its lock (see settle_dead_runs)
+            row = conn.execute(
+                "INSERT INTO staging.ingest_runs (seed, first_page, generation) VALUES (%s, %s, %s) RETURNING run_id",
+                (seed, at[1], at[0]),
+            ).fetchone()
+            assert row is not None
+            conn.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK_CLASS, int(row[0])))
         report = IngestReport(run_id=int(row[0]), seed=seed, first_page=at[1], first_generation=at[0], generation=at[0])
 
         def budget_left() -> bool:
@@ -367,6 +368,20 @@ def live_runs(conn: Conn) -> set[int]:
         (RUN_LOCK_CLASS,),
     )
     return {int(r[0]) for r in rows.fetchall()}
+
+
+def settle_dead_runs(conn: Conn, status: str) -> list[int]:
+    """Runs still marked running whose process is gone (killed before it saved its run: Airflow kills a
+    task 5 s after its TERM) get ``status``; their landed pages were committed one by one, so only the
+    run's row is behind. Returns their ids."""
+    rows = conn.execute(
+        "UPDATE staging.ingest_runs SET status = %s, finished_at = clock_timestamp() WHERE status = 'running' "
+        "AND run_id NOT IN (SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND objsubid = 2 AND classid = %s::int::oid "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) RETURNING run_id",
+        (status, RUN_LOCK_CLASS),
+    )
+    return sorted(int(r[0]) for r in rows.fetchall())
 
 
 def ingest_window(settings: Settings, stop: threading.Event | None = None) -> IngestReport:
