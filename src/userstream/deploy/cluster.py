@@ -134,7 +134,30 @@ class ComposeCluster:
         pending = {n: last.get(n, "") for n in nodes if n not in healthy}
         raise ServiceError(f"cluster not healthy after {timeout_s:.0f} s: {pending}", fix="see `podman logs`")
 
-    def client(self, *argv: str, env: dict[str, str] | None = None, timeout_s: float = 900) -> str:
+    def diagnose(self, log_lines: int = 30) -> str:
+        """What an operator looks at first when the cluster does not deliver: each node's state and its own
+        health verdict, then the last lines of each node's log."""
+        parts = [self.podman("ps", "-a", "--filter", f"label=io.podman.compose.project={self.project}",
+                             "--format", "{{.Names}} {{.Status}}", check=False).stdout]  # fmt: skip
+        nodes = list(compose_nodes(self.compose_file))
+        for node in nodes:
+            ok, detail = self.health(node) if self.running(node) else (False, "not running")
+            parts.append(f"{node}: {'healthy' if ok else 'UNHEALTHY'}: {detail}")
+        for node in nodes:
+            logs = self.podman("logs", "--tail", str(log_lines), self.container(node), check=False)
+            parts.append(f"\n--- {node}: last {log_lines} log lines ---\n{logs.stdout}{logs.stderr}")
+        return "\n".join(parts)
+
+    def unhealthy(self) -> dict[str, str]:
+        """Each node that is not running or not healthy, with its detail."""
+        found = {}
+        for node in compose_nodes(self.compose_file):
+            ok, detail = self.health(node) if self.running(node) else (False, "not running")
+            if not ok:
+                found[node] = detail
+        return found
+
+    def client(self, *argv: str, env: dict[str, str] | None = None, timeout_s: float = 1200) -> str:
         """Run ``python -m userstream.deploy.probe ARGV`` in a fresh container on the cluster's network, with
         the install's secrets (a client of the cluster, apart from every node); returns its stdout."""
         settings_env = [f"--env={k}={v}" for k, v in {**client_env(self.compose_file), **(env or {})}.items()]

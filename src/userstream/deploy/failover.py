@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from userstream.deploy.cluster import ComposeCluster, compose_nodes
+from userstream.errors import ServiceError
 from userstream.runtime.base import Reporter
 
 # one node of each clustered kind; each has peers that carry on while it is gone. The Connect workers are
@@ -74,6 +76,22 @@ class FailoverResult:
         }
 
 
+def _wait_delivering(cluster: ComposeCluster, timeout_s: float, json_path: Path | None) -> None:
+    """Users reach Cassandra steadily, or an error that says which stage is stuck (the probe's counts, every
+    unhealthy node) with the nodes' logs beside the run's JSON."""
+    try:
+        cluster.client("wait-delivering", "--steady", "20", "--timeout", f"{timeout_s:g}", timeout_s=timeout_s + 120)
+    except (ServiceError, subprocess.TimeoutExpired) as exc:
+        diagnostics = (json_path or Path("cluster-failover.json")).with_suffix(".diagnostics.txt")
+        diagnostics.parent.mkdir(parents=True, exist_ok=True)
+        diagnostics.write_text(cluster.diagnose())
+        raise ServiceError(
+            f"users did not reach Cassandra steadily within {timeout_s:g} s ({str(exc)[-300:]}); "
+            f"unhealthy nodes: {cluster.unhealthy() or 'none'}",
+            fix=f"see {diagnostics} (each node's health and last log lines)",
+        ) from exc
+
+
 def longest_gap(samples: list[tuple[float, int]], start: float, end: float) -> float | None:
     """The longest time within [start, end] with no new user stored: between two counts that grew."""
     grew = [t for (t, n), (_, prev) in zip(samples[1:], samples, strict=False) if n > prev]
@@ -105,7 +123,7 @@ def run_cluster_failover(
     per_fault = down_s + after_s + 120  # + the restarted node's own recovery
     watch_s = warmup_s + len(faults) * per_fault + 60
     reporter.step("cluster: waiting for users to reach Cassandra steadily")
-    cluster.client("wait-delivering", "--steady", "20", "--timeout", "900")
+    _wait_delivering(cluster, timeout_s=900, json_path=json_path)
     cluster.client_async(f"{cluster.project}-delivery", "delivery", "--seconds", f"{watch_s:.0f}")
     reporter.step(f"cluster: warm-up {warmup_s:.0f} s")
     time.sleep(warmup_s)
@@ -130,7 +148,7 @@ def run_cluster_failover(
     samples = [(float(t), int(stored)) for t, stored, _ in readings]
     landed = [(float(t), int(raw)) for t, _, raw in readings]
     reporter.step("cluster: ingest paused; draining, then the audit")
-    audit = json.loads(cluster.client("drain-audit").strip().splitlines()[-1])
+    audit = json.loads(cluster.client("drain-audit", "--timeout", "900", timeout_s=1020).strip().splitlines()[-1])
     result = FailoverResult(rate=rate, losses=losses, audit=audit, samples=samples, landed=landed)
     for loss in losses:
         loss.longest_gap_s = longest_gap(samples, loss.killed_at, loss.window_end)

@@ -210,6 +210,7 @@ def wait_delivering(
     started job's first batches come in bursts); exit 1 after TIMEOUT."""
     settings = Settings()
     stored = _EndOffsets(settings, settings.accepted_topic)
+    landed = _EndOffsets(settings, settings.users_topic)  # said on failure: is CDC or the stream stuck?
     t0 = time.monotonic()
     last = stored.total() or 0
     streak_start = last_growth = -1e9  # the current run of growths, each within 10 s of the one before
@@ -224,9 +225,11 @@ def wait_delivering(
                 _print({"delivering": True, "stored": last, "after_s": round(now - t0, 1)})
                 return
             time.sleep(1)
+        in_kafka = landed.total()
     finally:
         stored.close()
-    _print({"delivering": False, "stored": last, "after_s": round(time.monotonic() - t0, 1)})
+        landed.close()
+    _print({"delivering": False, "stored": last, "in_kafka": in_kafka, "after_s": round(time.monotonic() - t0, 1)})
     raise typer.Exit(1)
 
 
