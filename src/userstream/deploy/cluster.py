@@ -143,18 +143,24 @@ class ComposeCluster:
         for node in nodes:
             ok, detail = self.health(node) if self.running(node) else (False, "not running")
             parts.append(f"{node}: {'healthy' if ok else 'UNHEALTHY'}: {detail}")
-        for node in nodes:
+        every = yaml.safe_load(self.compose_file.read_text())["services"]  # bootstrap too: it runs once
+        for node in every:
             logs = self.podman("logs", "--tail", str(log_lines), self.container(node), check=False)
             parts.append(f"\n--- {node}: last {log_lines} log lines ---\n{logs.stdout}{logs.stderr}")
         return "\n".join(parts)
 
     def unhealthy(self) -> dict[str, str]:
-        """Each node that is not running or not healthy, with its detail."""
+        """Each node that is not running or not healthy, with its detail; the bootstrap unless it ended well."""
         found = {}
         for node in compose_nodes(self.compose_file):
             ok, detail = self.health(node) if self.running(node) else (False, "not running")
             if not ok:
                 found[node] = detail
+        # the one-shot bootstrap: nothing flows until it has succeeded
+        state = self.podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", self.container("bootstrap"),
+                            check=False).stdout.strip()  # fmt: skip
+        if state and state != "exited 0":
+            found["bootstrap"] = state
         return found
 
     def client(self, *argv: str, env: dict[str, str] | None = None, timeout_s: float = 1200) -> str:

@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
-CONNECT_REBALANCE_DELAY_MS = 15_000
-CONNECT_HEARTBEAT_MS = 10_000  # with several brokers (see ConnectService._group_timeouts)
+CONNECT_REBALANCE_DELAY_MS = 0
 # the worker's own clients take the unprefixed settings; producer./consumer./admin. are the ones it makes
 # for source tasks, sink tasks and topic creation
 KAFKA_CLIENT_PREFIXES = ("", "producer.", "consumer.", "admin.")
@@ -163,11 +162,11 @@ class ConnectService(Service):
             "status.storage.partitions": 1,
             # source offsets (e.g. the Debezium LSN) committed often: fewer replays after a crash
             "offset.flush.interval.ms": 5000,
-            # a worker that lost the coordinator (Kafka frozen) revokes its own tasks; the group leader
-            # then holds them for this long waiting for the "lost" worker (default 300 s: five minutes
-            # of no CDC after a 45 s Kafka freeze). 15 s is still longer than a worker's restart.
+            # lost work (a worker dead, or one that revoked its own tasks when it lost the coordinator: a
+            # broker lost, Kafka frozen) is held this long for its worker to come back before it is
+            # reassigned. Connect's default, 300 s, meant five minutes of no CDC after a 45 s Kafka freeze;
+            # with one task, moving it at once costs one task start, waiting costs CDC
             "scheduled.rebalance.max.delay.ms": CONNECT_REBALANCE_DELAY_MS,
-            **self._group_timeouts(),
             "listeners": f"http://{s.bind_host}:{s.connect_port}",
             "rest.advertised.host.name": s.node_host,  # the other workers forward requests to the leader here
             "rest.advertised.port": s.connect_port,
@@ -186,16 +185,6 @@ class ConnectService(Service):
             # its Kafka login: the worker's own clients, and those it makes for tasks and topic creation
             **{k: v for prefix in KAFKA_CLIENT_PREFIXES for k, v in jvm_client_props(s, "connect", prefix).items()},
         }
-
-    def _group_timeouts(self) -> dict[str, object]:
-        """On several brokers the group's coordinator moves when its broker dies, which takes the broker's
-        fencing (~9 s). A worker revokes its own tasks once the coordinator is unknown for a heartbeat interval
-        (3 s by default): the CDC task stopped and restarted, ~30 s of no CDC for one broker lost. A 10 s
-        interval rides the move out; the session timeout is kept at 3 intervals. (One broker of ours: nowhere to
-        move, the defaults stay; an external cluster has several.)"""
-        if not self.settings.kafka_has_failover:
-            return {}
-        return {"heartbeat.interval.ms": CONNECT_HEARTBEAT_MS, "session.timeout.ms": 3 * CONNECT_HEARTBEAT_MS}
 
     @property
     def rest_users_file(self) -> Path:
