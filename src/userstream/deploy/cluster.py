@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,17 +134,13 @@ class ComposeCluster:
         pending = {n: last.get(n, "") for n in nodes if n not in healthy}
         raise ServiceError(f"cluster not healthy after {timeout_s:.0f} s: {pending}", fix="see `podman logs`")
 
-    def diagnose(self, log_lines: int = 30) -> str:
-        """What an operator looks at first when the cluster does not deliver: each node's state and its own
-        health verdict, then the last lines of each node's log."""
+    def diagnose(self, unhealthy: Mapping[str, str], log_lines: int = 30) -> str:
+        """What an operator looks at first when the cluster does not deliver: each node's state, the
+        :meth:`unhealthy` verdicts, then the last lines of each node's log (the one-shot bootstrap's too)."""
         parts = [self.podman("ps", "-a", "--filter", f"label=io.podman.compose.project={self.project}",
                              "--format", "{{.Names}} {{.Status}}", check=False).stdout]  # fmt: skip
-        nodes = list(compose_nodes(self.compose_file))
-        for node in nodes:
-            ok, detail = self.health(node) if self.running(node) else (False, "not running")
-            parts.append(f"{node}: {'healthy' if ok else 'UNHEALTHY'}: {detail}")
-        every = yaml.safe_load(self.compose_file.read_text())["services"]  # bootstrap too: it runs once
-        for node in every:
+        parts += [f"{node}: UNHEALTHY: {detail}" for node, detail in unhealthy.items()] or ["every node healthy"]
+        for node in yaml.safe_load(self.compose_file.read_text())["services"]:
             logs = self.podman("logs", "--tail", str(log_lines), self.container(node), check=False)
             parts.append(f"\n--- {node}: last {log_lines} log lines ---\n{logs.stdout}{logs.stderr}")
         return "\n".join(parts)

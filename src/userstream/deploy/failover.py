@@ -76,10 +76,11 @@ def _wait_delivering(cluster: ComposeCluster, timeout_s: float, json_path: Path 
     except (ServiceError, subprocess.TimeoutExpired) as exc:
         diagnostics = (json_path or Path("cluster-failover.json")).with_suffix(".diagnostics.txt")
         diagnostics.parent.mkdir(parents=True, exist_ok=True)
-        diagnostics.write_text(cluster.diagnose())
+        unhealthy = cluster.unhealthy()
+        diagnostics.write_text(cluster.diagnose(unhealthy))
         raise ServiceError(
             f"users did not reach Cassandra steadily within {timeout_s:g} s ({str(exc)[-300:]}); "
-            f"unhealthy nodes: {cluster.unhealthy() or 'none'}",
+            f"unhealthy nodes: {unhealthy or 'none'}",
             fix=f"see {diagnostics} (each node's health and last log lines)",
         ) from exc
 

@@ -360,13 +360,16 @@ def _save(conn: Conn, report: IngestReport, final: bool = False) -> None:
     )
 
 
+# the ids of the runs whose process still holds its advisory lock (one parameter: RUN_LOCK_CLASS)
+_LOCKED_RUN_IDS = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+    "AND classid = %s::int::oid AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 def live_runs(conn: Conn) -> set[int]:
     """Ids of the ingest runs whose process is still connected and landing (each holds its advisory lock)."""
-    rows = conn.execute(
-        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
-        "AND classid = %s::int::oid AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        (RUN_LOCK_CLASS,),
-    )
+    rows = conn.execute(_LOCKED_RUN_IDS, (RUN_LOCK_CLASS,))
     return {int(r[0]) for r in rows.fetchall()}
 
 
@@ -376,9 +379,7 @@ def settle_dead_runs(conn: Conn, status: str) -> list[int]:
     run's row is behind. Returns their ids."""
     rows = conn.execute(
         "UPDATE staging.ingest_runs SET status = %s, finished_at = clock_timestamp() WHERE status = 'running' "
-        "AND run_id NOT IN (SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND objsubid = 2 AND classid = %s::int::oid "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) RETURNING run_id",
+        f"AND run_id NOT IN ({_LOCKED_RUN_IDS}) RETURNING run_id",
         (status, RUN_LOCK_CLASS),
     )
     return sorted(int(r[0]) for r in rows.fetchall())
