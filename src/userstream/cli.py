@@ -365,6 +365,9 @@ def bench_pipeline_cmd(
     rates: Annotated[str, typer.Option(help="fixed rates (records/s), comma-separated")] = "100,1000,5000",
     rate_duration: Annotated[float, typer.Option(help="seconds of each fixed-rate run")] = 30.0,
     ceiling_records: Annotated[int, typer.Option(help="users of the stage-ceiling measurement")] = 100_000,
+    warmup: Annotated[
+        float, typer.Option(help="seconds of a flat-out run after the ceilings, left out of the figures (JIT)")
+    ] = 20.0,
     out: Annotated[str, typer.Option(help="directory for pipeline-bench.json and .png")] = "artifacts",
 ) -> None:
     """The whole pipeline flat out, then at fixed rates: throughput, latency p50/p95/p99 (fetched_at ->
@@ -385,6 +388,7 @@ def bench_pipeline_cmd(
         rates=tuple(float(r) for r in rates.split(",") if r.strip()),
         rate_duration_s=rate_duration,
         ceiling_records=ceiling_records,
+        warmup_s=warmup,
         out_dir=Path(out),
     )
     table = Table("run", "landed", "in Cassandra", "ingest/s", "end-to-end/s", "Spark/s", "p50 s", "p95 s", "p99 s")
@@ -394,6 +398,12 @@ def bench_pipeline_cmd(
         table.add_row(r.label, str(r.landed), str(r.stored), f"{r.ingest_rate:,.0f}", f"{r.end_to_end_rate:,.0f}",
                       spark, *lat)  # fmt: skip
     Console().print(table)
+    if result.warmup is not None:
+        w = result.warmup
+        Console().print(
+            f"warm-up (left out): {w.duration_s:.0f}s flat out after the job's restart, {w.stored:,} users, "
+            f"{w.cpu_us_total:,.0f} CPU us/record"
+        )
     flat_out = result.runs[0]
     cpu = Table("process", "CPU us/record", title=f"CPU cost per record ({flat_out.label})")
     for name, us in flat_out.cpu_us_per_record.items():
