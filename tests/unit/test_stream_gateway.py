@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from userstream.stream.gateway import require_gateway_token
+from userstream.stream.gateway import pin_jvm_names, require_gateway_token
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK for a local SparkSession")
 
@@ -66,3 +67,33 @@ def test_the_python_server_takes_the_jvm_with_its_token_and_refuses_others(spark
     finally:
         query.stop()
     assert batches, "foreachBatch ran"
+
+
+def _unknown_name_lookups(spark: SparkSession, build: Any) -> list[str]:
+    """The gateway's by-name lookups (py4j's ``r u`` command, each one a class-path search on a miss)."""
+    client = spark.sparkContext._gateway._gateway_client  # type: ignore[union-attr]
+    sent: list[str] = []
+    original = client.send_command
+
+    def spy(command: str, *args: Any, **kwargs: Any) -> Any:
+        if command.startswith("r\nu\n"):
+            sent.append(command.split("\n")[2])
+        return original(command, *args, **kwargs)
+
+    client.send_command = spy
+    try:
+        build()
+    finally:
+        client.send_command = original
+    return sent
+
+
+def test_pinned_jvm_names_are_not_looked_up_again(spark: SparkSession) -> None:
+    def build() -> None:
+        F.when(F.col("a").endswith("Z"), F.lit(1)).otherwise(F.col("b"))
+        spark.sparkContext._jvm.org.apache.spark.sql.types.Metadata  # type: ignore[union-attr]  # noqa: B018
+
+    assert "functions" in _unknown_name_lookups(spark, build)
+    pin_jvm_names(spark.sparkContext._jvm)  # type: ignore[arg-type]
+    assert _unknown_name_lookups(spark, build) == []
+    assert F.col("a") is not None  # the pinned names still call the JVM
