@@ -3,8 +3,9 @@
 Each run ingests from the bundled source (a child process) into Postgres; the records flow through CDC,
 Kafka and Spark into Cassandra. A run's users are those fetched during it; its latency is, per user,
 Cassandra's WRITETIME minus ``fetched_at``. Each stage's standalone ceiling is measured in the same
-invocation (:func:`stage_ceilings`: ingest alone, then CDC and the warm streaming job draining what it
-landed), and the end-to-end rate is reported as a ratio of the slowest.
+invocation (:func:`stage_ceilings`: ingest alone, then CDC alone; the stream stage from the flat-out run,
+where the warm job drains the backlog alone once ingest and CDC are done), and the end-to-end rate is
+reported as a ratio of the slowest.
 
 Every run also reports the CPU it cost, per process tree, in microseconds per record: on a machine where
 every stage shares the same cores, their sum bounds the end-to-end rate (cores / CPU per record).
@@ -63,6 +64,7 @@ class RunResult:
     end_to_end_rate: float
     cassandra_write_rate: float
     spark_rate: float | None
+    spark_alone_rate: float | None = None  # the job's rate once ingest and CDC were done (it drained alone)
     latency_ms: dict[str, float] = field(default_factory=dict)
     cpu_us_per_record: dict[str, float] = field(default_factory=dict)
     latencies_sample: list[float] = field(default_factory=list, repr=False)
@@ -209,16 +211,13 @@ def _wait_stored(settings: Settings, ids: list[uuid.UUID], timeout_s: float) -> 
         return stored.collect(ids, deadline)
 
 
-def _spark_rate(settings: Settings, since_ms: float, skip_first: int = 0) -> float | None:
-    """Rows over the busy time of the users query's batches since ``since_ms``; ``skip_first`` leaves out the
-    first batches of the job's run (a cold JVM: code generation, JIT compilation, connections)."""
+def _spark_rate(settings: Settings, since_ms: float) -> float | None:
+    """Rows over the busy time of the users query's batches that started since ``since_ms``."""
     progress = read_progress(job_paths(settings).progress) or {}
     batches = [
         b for b in progress.get("recent_batches", [])
         if isinstance(b, dict) and b.get("query") == "users" and _ts_ms(b.get("ts")) >= since_ms and b.get("rows")
     ]  # fmt: skip
-    if skip_first:
-        batches = sorted(batches, key=lambda b: int(b.get("batch_id") or 0))[skip_first:]
     rows = sum(int(b.get("rows") or 0) for b in batches)
     busy_ms = sum(float(b.get("duration_ms") or 0) for b in batches)
     return rows / (busy_ms / 1000) if busy_ms else None
@@ -268,6 +267,7 @@ def run_once(
     landed = _ids_fetched_between(settings, t0, t1)
     fetched = dict(landed)
     deadline = time.monotonic() + drain_timeout_s
+    cdc_done_ms = _wait_topic_settled(settings, deadline)
     with StoredUsers(settings) as reader:
         reader.wait_drained(list(fetched), deadline)
         cpu_after = _cpu_snapshot(settings)
@@ -291,13 +291,13 @@ def run_once(
         end_to_end_rate=e2e,
         cassandra_write_rate=cass,
         spark_rate=_spark_rate(settings, t0.timestamp() * 1000),
+        spark_alone_rate=_spark_rate(settings, cdc_done_ms) if cdc_done_ms is not None else None,
         latency_ms={"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99)},
         cpu_us_per_record=_cpu_per_record(cpu_before, cpu_after, len(stored)),
         latencies_sample=lat[:: max(1, len(lat) // 5000)],
     )
 
 
-CEILING_BATCHES = 4  # the stream ceiling's backlog in this many micro-batches, the first half left out
 INGEST_STAGE = "ingest (fetch+validate+COPY into Postgres)"
 CDC_STAGE = "CDC (Postgres WAL -> Debezium -> Kafka)"
 STREAM_STAGE = "stream (Kafka -> Spark -> Cassandra)"
@@ -314,6 +314,20 @@ def _topic_end(settings: Settings) -> int:
         )
     finally:
         consumer.close()
+
+
+def _wait_topic_settled(settings: Settings, deadline: float, quiet_s: float = 2.0) -> float | None:
+    """Once ingest has ended: the moment (epoch ms) the users topic stopped growing, i.e. CDC has delivered
+    everything landed. The streaming job's batches after it ran alone (the stream stage's ceiling)."""
+    last, since = _topic_end(settings), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        end = _topic_end(settings)
+        if end != last:
+            last, since = end, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return time.time() * 1000 - (time.monotonic() - since) * 1000
+    return None
 
 
 def _committed_offsets(settings: Settings) -> int | None:
@@ -342,17 +356,16 @@ def _wait_job_caught_up(settings: Settings, timeout_s: float) -> None:
 
 
 def stage_ceilings(settings: Settings, url: str, records: int, drain_timeout_s: float) -> dict[str, float]:
-    """Each stage's records/s alone, one after the other, on the same ``records`` users.
+    """Ingest's and CDC's records/s alone, one after the other, on the same ``records`` users.
 
     Once the streaming job has caught up it is stopped (a job of our own stack; an external one keeps
     running). With the CDC connector paused, ingest lands the users (the source, the ingest client and
     Postgres work; the rest idles). Then the connector is resumed and streams that backlog into Kafka, timed
-    to the users topic's end offset. Then the job is started with batches of a quarter of the backlog and
-    drains it into Cassandra, timed as rows over the busy time of its micro-batches, the first two left out
-    (a new driver and executor, whose JIT compilers took as much CPU as the work at first); then it is
-    restarted as configured. No stage shares the cores with another while it is timed,
-    so end to end cannot honestly exceed the slowest (an overlap made the stream's "ceiling" look lower
-    than end to end before). Returns once every user is in Cassandra.
+    to the users topic's end offset. Then the job is started again and drains it. The stream stage's own
+    ceiling comes from the flat-out run (:attr:`RunResult.spark_alone_rate`): once ingest and CDC are done
+    there, the warm job drains the rest alone. Timed here, on a job just started, it measured its JIT
+    compilers more than its work (half of its CPU), and end to end came out above it. Returns once every
+    user is in Cassandra.
     """
     ceilings: dict[str, float] = {}
     _wait_job_caught_up(settings, drain_timeout_s)
@@ -368,25 +381,15 @@ def stage_ceilings(settings: Settings, url: str, records: int, drain_timeout_s: 
     finally:
         _connector_pause(settings, False)
     resumed = time.monotonic()
-    resumed_ms = time.time() * 1000
     deadline = resumed + drain_timeout_s
-    while _topic_end(settings) < end and time.monotonic() < deadline:
-        time.sleep(0.1)
-    ceilings[CDC_STAGE] = report.landed / (time.monotonic() - resumed)
-    landed = [i for i, _ in _ids_fetched_between(settings, t0, datetime.now(UTC))]
-    if alone:
-        # the backlog in four batches: the first two (cold JVMs) are left out
-        per_batch = max(1000, report.landed // CEILING_BATCHES)
-        ensure_job_running(settings.model_copy(update={"spark_max_offsets_per_trigger": per_batch}))
     try:
-        stored = _wait_stored(settings, landed, drain_timeout_s)
-        spark = _spark_rate(settings, resumed_ms, skip_first=CEILING_BATCHES // 2 if alone else 0)
+        while _topic_end(settings) < end and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ceilings[CDC_STAGE] = report.landed / (time.monotonic() - resumed)
     finally:
         if alone:
-            ensure_job_running(settings)  # the job as configured again, for the runs that follow
-    if spark is None and stored:  # no progress file (an external job): the span of its writes
-        spark = len(stored) / max((max(stored.values()) - min(stored.values())) / 1e6, 1e-3)
-    ceilings[STREAM_STAGE] = spark or 0.0
+            ensure_job_running(settings)
+    _wait_stored(settings, [i for i, _ in _ids_fetched_between(settings, t0, datetime.now(UTC))], drain_timeout_s)
     if alone:
         _wait_job_healthy(settings, drain_timeout_s)  # the next run meets a running job, not a starting one
     return ceilings
@@ -437,6 +440,11 @@ def bench_pipeline(
         runs = [run_once(settings, url, "max sustained", None, max_duration_s, drain_timeout_s)]
         for rate in rates:
             runs.append(run_once(settings, url, f"{rate:.0f} records/s", rate, rate_duration_s, drain_timeout_s))
+    flat_out = runs[0]
+    if flat_out.spark_alone_rate is not None:
+        ceilings[STREAM_STAGE] = flat_out.spark_alone_rate
+    else:  # no progress file (an external job): its writes over their span
+        ceilings[STREAM_STAGE] = flat_out.cassandra_write_rate
     result = PipelineBench(started, ceilings, runs, calibration, warmup)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

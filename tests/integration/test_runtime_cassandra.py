@@ -16,10 +16,10 @@ from cassandra.concurrent import execute_concurrent_with_args
 from userstream.config import Settings
 from userstream.errors import PortInUseError
 from userstream.runtime.base import port_free
-from userstream.runtime.cassandra import CassandraService
+from userstream.runtime.cassandra import BCRYPT_LOG2_ROUNDS, CassandraService, ensure_roles
 from userstream.runtime.process import ProcessManager
 from userstream.runtime.stack import Stack
-from userstream.store.cassandra import apply_cassandra_schema, auth_provider, connect
+from userstream.store.cassandra import apply_cassandra_schema, auth_provider, connect, credentials
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +139,26 @@ def test_an_acknowledged_write_survives_kill_9(require_services: Callable[..., S
         results = execute_concurrent_with_args(session, select, [(k,) for k in keys])
         lost = sum(1 for r in results if not r.success or r.result_or_exc.one() is None)
     assert lost == 0, f"{lost} of {len(keys)} acknowledged writes lost to kill -9"
+
+
+def test_logins_are_hashed_cheaply_and_an_older_hash_is_redone(
+    require_services: Callable[..., Stack], settings: Settings
+) -> None:
+    """Every new connection runs bcrypt on its password: our roles are hashed at BCRYPT_LOG2_ROUNDS, and a
+    role an older install hashed at Cassandra's default 2^10 is hashed again at the next start."""
+    require_services("cassandra")
+    roles = [credentials(settings, identity)[0] for identity in ("admin", "stream", "monitor")]
+
+    def rounds(session: Session, role: str) -> int:
+        row = session.execute("SELECT salted_hash FROM system_auth.roles WHERE role = %s", (role,)).one()
+        return int(row.salted_hash.split("$")[2])
+
+    with cql(settings) as session:
+        assert {role: rounds(session, role) for role in roles} == dict.fromkeys(roles, BCRYPT_LOG2_ROUNDS)
+        old = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"  # a 2^10 hash, as before
+        session.execute("UPDATE system_auth.roles SET salted_hash = %s WHERE role = %s", (old, roles[1]))
+        assert rounds(session, roles[1]) == 10
+    ensure_roles(settings, first_start=False)
+    with cql(settings) as session:
+        assert rounds(session, roles[1]) == BCRYPT_LOG2_ROUNDS
+    connect(settings, "stream").cluster.shutdown()  # and the role still logs in with its password

@@ -118,6 +118,11 @@ def test_kafka_rows_route_valid_to_accepted_and_invalid_to_the_dlq_with_original
     assert sorted(by_topic) == ["users.accepted", "users.dlq"]
     accepted, dlq = by_topic["users.accepted"], by_topic["users.dlq"]
     assert bytes(accepted["key"]) == uid.encode() and accepted["headers"] is None
-    assert json.loads(bytes(accepted["value"])) == {"id": uid, "nat": "GB", "fetched_at": "2026-01-02T03:04:05.678Z"}
+    # the aggregate query reads back what was written, and the JSON earlier versions wrote, alike
+    legacy = json.dumps({"id": uid, "nat": "GB", "fetched_at": "2026-01-02T03:04:05.678Z"}).encode()
+    values = spark.createDataFrame([(bytes(accepted["value"]),), (legacy,)], "value binary")
+    read = values.select(*job.accepted_fields(values["value"])).collect()
+    expected = (uid, "GB", datetime(2026, 1, 2, 3, 4, 5, 678000))  # the session's zone is UTC
+    assert [(r["id"], r["nat"], r["fetched_at"]) for r in read] == [expected, expected]
     assert (bytes(dlq["key"]), bytes(dlq["value"])) == (b"k2", b"\x00bad")
     assert dict((h["key"], bytes(h["value"])) for h in dlq["headers"])[rules.HEADER_REASON] == b"missing id"
