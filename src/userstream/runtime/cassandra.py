@@ -28,6 +28,7 @@ from userstream.store.cassandra import credentials, tls_context
 # benchmark. Our passwords are random 256-bit secrets, so the hash's work factor adds nothing against offline
 # guessing; 2^4 (the least Cassandra takes) makes a check ~64x cheaper.
 BCRYPT_LOG2_ROUNDS = 4
+PASSWORD_CHANGE_INTERVAL_S = 5.5  # Cassandra refuses a role's second password change within 5 s
 
 DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 
@@ -419,7 +420,14 @@ def _set_login(session: Session, role: str, password: str, *, superuser: bool = 
     """Create the role with ``password``, or set it on an existing one (Cassandra refuses a second change of
     the same role's password within 5 s, so an unchanged password is never set again: see ensure_roles)."""
     if _role_exists(session, role):
-        session.execute(f"ALTER ROLE {role} WITH PASSWORD = %s", (password,), timeout=30)
+        alter = f"ALTER ROLE {role} WITH PASSWORD = %s"
+        try:
+            session.execute(alter, (password,), timeout=30)
+        except Exception as exc:  # e.g. a restart right after a change: once more after the 5 s
+            if "can only be changed every" not in str(exc):
+                raise
+            time.sleep(PASSWORD_CHANGE_INTERVAL_S)
+            session.execute(alter, (password,), timeout=30)
     else:
         extra = " AND SUPERUSER = true" if superuser else ""
         session.execute(f"CREATE ROLE {role} WITH LOGIN = true{extra} AND PASSWORD = %s", (password,), timeout=30)
@@ -477,14 +485,11 @@ def ensure_roles(settings: Settings, *, first_start: bool, wait_s: float = 60.0)
             # logins must survive a node's loss: system_auth replicated as the pipeline's keyspace is
             alter = f"ALTER KEYSPACE system_auth WITH replication = {settings.cassandra_replication}"
             session.execute(alter, timeout=60)
-        for identity in ("stream", "monitor"):
-            role, password = credentials(settings, identity)  # type: ignore[arg-type]
-            if not (_role_exists(session, role) and _logs_in(settings, role, password)):
-                _set_login(session, role, password)
         for identity in ("admin", "stream", "monitor"):
             role, password = credentials(settings, identity)  # type: ignore[arg-type]
-            rounds = _hash_rounds(session, role)
-            if rounds is not None and rounds != BCRYPT_LOG2_ROUNDS:  # hashed before the setting: hashed again
+            # admin is logged in already; a hash of other rounds (an older install's) is made again
+            logs_in = identity == "admin" or (_role_exists(session, role) and _logs_in(settings, role, password))
+            if not logs_in or _hash_rounds(session, role) != BCRYPT_LOG2_ROUNDS:
                 _set_login(session, role, password)
     finally:
         session.cluster.shutdown()
