@@ -67,7 +67,10 @@ def listening(settings: Settings) -> dict[int, str]:
 def _http(host: str, port: int, paths: list[str]) -> tuple[bool, str]:
     """Refused: every method on every path answers 401/403 (or 405 for a method the path does not take)."""
     seen = []
-    with httpx.Client(base_url=f"http://{host}:{port}", timeout=10) as http:
+    # a connection per request: a server may close one after refusing a request whose body it did not read
+    # (Connect's Jetty did, once), and a reused, closing connection is a client error, not an answer
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=10, limits=no_reuse) as http:
         for path in paths:
             for method in ("GET", "POST", "PUT", "DELETE"):
                 code = http.request(method, path, json={} if method in ("POST", "PUT") else None).status_code
