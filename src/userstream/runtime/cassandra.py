@@ -21,7 +21,6 @@ from userstream.runtime.process import Program
 from userstream.secret_store import new_secret
 from userstream.store.cassandra import credentials, tls_context
 
-# created by Cassandra at its first start; replaced by ours and disabled at once (ensure_roles)
 # Cassandra checks a login's password with bcrypt on every new connection (its cache holds the hash, not the
 # outcome). At the default 2^10 rounds each check costs ~50 ms of CPU, and health probes, the dashboard and
 # each job's sessions connect all the time: bcrypt was ~14 % of Cassandra's CPU samples in the pipeline
@@ -30,6 +29,7 @@ from userstream.store.cassandra import credentials, tls_context
 BCRYPT_LOG2_ROUNDS = 4
 PASSWORD_CHANGE_INTERVAL_S = 5.5  # Cassandra refuses a role's second password change within 5 s
 
+# created by Cassandra at its first start; replaced by ours and disabled at once (ensure_roles)
 DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 
 # The JPMS section of Cassandra 5.0's conf/jvm17-server.options: Cassandra, jamm, chronicle and netty reach
