@@ -278,3 +278,48 @@ def test_a_service_that_cannot_recover_still_times_out_with_its_health(tmp_path:
     service.recover = lambda: None  # type: ignore[method-assign]
     with pytest.raises(ServiceError, match="recovered 0x"):
         service.wait_healthy(timeout_s=1)
+
+
+class _SupervisedStates:
+    """A process manager stand-in whose one program walks through the supervisor states it is given."""
+
+    def __init__(self, states: list[str]) -> None:
+        self._states = iter(states)
+        self.current = "STARTING"
+
+    def state(self, name: str) -> str:
+        self.current = next(self._states, self.current)
+        return self.current
+
+    def log_file(self, name: str) -> Path:
+        return Path(f"/nonexistent/{name}.log")
+
+
+class _SupervisedProbe(Service):
+    """Healthy once its program is RUNNING."""
+
+    name = "probe"
+
+    def programs(self) -> list[Program]:
+        return [Program("probe", ["true"])]
+
+    def health(self) -> Health:
+        running = cast(_SupervisedStates, self.processes).current == "RUNNING"
+        return Health(running, "up" if running else "connection reset")
+
+
+def test_a_program_supervisord_is_about_to_restart_is_not_a_failed_start(tmp_path: Path) -> None:
+    # killed by a signal: EXITED until supervisord's next loop restarts it (the kill -9 test met this in CI)
+    states = _SupervisedStates(["EXITED", "EXITED", "STARTING", "RUNNING"])
+    service = _SupervisedProbe(Settings(data_dir=tmp_path), processes=cast(Any, states))
+    service.wait_healthy(timeout_s=30)
+    assert states.current == "RUNNING"
+
+
+def test_a_program_that_stays_exited_or_ends_fatal_fails_the_start_at_once(tmp_path: Path) -> None:
+    for states in (["EXITED"], ["STARTING", "FATAL"]):
+        service = _SupervisedProbe(Settings(data_dir=tmp_path), processes=cast(Any, _SupervisedStates(states)))
+        started = time.monotonic()
+        with pytest.raises(ServiceError, match="exited during start"):
+            service.wait_healthy(timeout_s=60)
+        assert time.monotonic() - started < 10, "a dead program fails the start long before its timeout"

@@ -19,6 +19,8 @@ from userstream.runtime.process import ProcessManager, Program
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 JVM_DIR = PROJECT_ROOT / "jvm"
+# supervisord restarts a killed program on its next loop, at most a second after it saw the exit
+EXITED_GRACE_S = 3.0
 
 
 class Reporter(Protocol):
@@ -122,6 +124,7 @@ class Service(ABC):
         deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
         last = Health(False, "not probed")
         next_recover = time.monotonic() + self.recover_every_s
+        exited_since: dict[str, float] = {}
         while time.monotonic() < deadline:
             last = self.health()
             if last.healthy:
@@ -130,7 +133,7 @@ class Service(ABC):
                 self.recover()
                 next_recover = time.monotonic() + self.recover_every_s
             if not self.external:
-                dead = [p.name for p in self.programs() if self.processes.state(p.name) in {"FATAL", "EXITED"}]
+                dead = self._dead_programs(exited_since)
                 if dead:
                     raise ServiceError(
                         f"{self.name}: process {', '.join(dead)} exited during start ({last.detail})",
@@ -141,6 +144,23 @@ class Service(ABC):
             f"{self.name} not healthy after {timeout_s or self.start_timeout_s:.0f}s: {last.detail}",
             fix=f"see {', '.join(str(p) for p in self.log_files())}",
         )
+
+    def _dead_programs(self, exited_since: dict[str, float]) -> list[str]:
+        """Programs that ended for good: FATAL, or EXITED for longer than supervisord takes to restart one.
+
+        A program killed by a signal is EXITED until supervisord's next loop (up to a second) restarts it,
+        so one EXITED probe right after a kill is not a failed start."""
+        now = time.monotonic()
+        dead = []
+        for program in self.programs():
+            state = self.processes.state(program.name)
+            if state != "EXITED":
+                exited_since.pop(program.name, None)
+            if state == "FATAL" or (
+                state == "EXITED" and now - exited_since.setdefault(program.name, now) >= EXITED_GRACE_S
+            ):
+                dead.append(program.name)
+        return dead
 
     def stop(self) -> None:
         """Stop every program of the service at once (each gets its own grace period)."""
