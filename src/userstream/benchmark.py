@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,7 @@ class RunResult:
     spark_rate: float | None
     spark_alone_rate: float | None = None  # the job's rate once ingest and CDC were done (it drained alone)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    batch_ms: dict[str, float] = field(default_factory=dict)  # the users query's batches: mean rows and phases
     cpu_us_per_record: dict[str, float] = field(default_factory=dict)
     latencies_sample: list[float] = field(default_factory=list, repr=False)
 
@@ -211,13 +213,35 @@ def _wait_stored(settings: Settings, ids: list[uuid.UUID], timeout_s: float) -> 
         return stored.collect(ids, deadline)
 
 
-def _spark_rate(settings: Settings, since_ms: float) -> float | None:
-    """Rows over the busy time of the users query's batches that started since ``since_ms``."""
+def _users_batches(settings: Settings, since_ms: float) -> list[dict[str, Any]]:
+    """The users query's non-empty micro-batches that started since ``since_ms`` (progress file)."""
     progress = read_progress(job_paths(settings).progress) or {}
-    batches = [
+    return [
         b for b in progress.get("recent_batches", [])
         if isinstance(b, dict) and b.get("query") == "users" and _ts_ms(b.get("ts")) >= since_ms and b.get("rows")
     ]  # fmt: skip
+
+
+def _batch_phases(settings: Settings, since_ms: float) -> dict[str, float]:
+    """Where a users micro-batch's time went, on average over those since ``since_ms``: ``batches``, ``rows``,
+    ``duration`` and Spark's phases (``addBatch`` is our foreachBatch: decode, validate, both writes)."""
+    batches = _users_batches(settings, since_ms)
+    if not batches:
+        return {}
+    out = {
+        "batches": float(len(batches)),
+        "rows": statistics.fmean(float(b["rows"]) for b in batches),
+        "duration": statistics.fmean(float(b.get("duration_ms") or 0) for b in batches),
+    }
+    phases = sorted({k for b in batches for k in (b.get("phases_ms") or {}) if k != "triggerExecution"})
+    for phase in phases:
+        out[phase] = statistics.fmean(float((b.get("phases_ms") or {}).get(phase) or 0) for b in batches)
+    return out
+
+
+def _spark_rate(settings: Settings, since_ms: float) -> float | None:
+    """Rows over the busy time of the users query's batches that started since ``since_ms``."""
+    batches = _users_batches(settings, since_ms)
     rows = sum(int(b.get("rows") or 0) for b in batches)
     busy_ms = sum(float(b.get("duration_ms") or 0) for b in batches)
     return rows / (busy_ms / 1000) if busy_ms else None
@@ -292,6 +316,7 @@ def run_once(
         cassandra_write_rate=cass,
         spark_rate=_spark_rate(settings, t0.timestamp() * 1000),
         spark_alone_rate=_spark_rate(settings, cdc_done_ms) if cdc_done_ms is not None else None,
+        batch_ms=_batch_phases(settings, t0.timestamp() * 1000),
         latency_ms={"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99)},
         cpu_us_per_record=_cpu_per_record(cpu_before, cpu_after, len(stored)),
         latencies_sample=lat[:: max(1, len(lat) // 5000)],

@@ -398,6 +398,14 @@ def bench_pipeline_cmd(
         table.add_row(r.label, str(r.landed), str(r.stored), f"{r.ingest_rate:,.0f}", f"{r.end_to_end_rate:,.0f}",
                       spark, *lat)  # fmt: skip
     Console().print(table)
+    for r in result.runs:
+        if r.batch_ms:
+            b = r.batch_ms
+            phases = ", ".join(f"{k} {v:,.0f}" for k, v in b.items() if k not in {"batches", "rows", "duration"})
+            Console().print(
+                f"{r.label}: {b['batches']:.0f} users micro-batches of {b['rows']:,.0f} rows, {b['duration']:,.0f} ms "
+                f"each on average ({phases} ms)"
+            )
     if result.warmup is not None:
         w = result.warmup
         Console().print(
@@ -433,7 +441,7 @@ def bench_pipeline_cmd(
     Console().print(
         f"slowest stage standalone: {result.ceiling_stage} {result.ceiling_rate:,.0f} records/s; "
         f"end to end flat out {best:,.0f} records/s = {best / result.ceiling_rate:.2f} x the ceiling "
-        f"(targets: >= 10,000 records/s and >= 0.5 x). At {flat_out.cpu_us_total:,.0f} CPU us per record, "
+        f"(targets: >= 10,000 records/s and >= 0.8 x). At {flat_out.cpu_us_total:,.0f} CPU us per record, "
         f"{result.cpus} cores carry at most {bound or 0:,.0f} records/s. "
         f"Figures in {out}/pipeline-bench.json and .png"
     )

@@ -26,7 +26,7 @@ PROGRESS = {
     "numInputRows": 1996,  # a batch read twice: twice the records
     "inputRowsPerSecond": 166.4,
     "processedRowsPerSecond": "NaN",
-    "durationMs": {"triggerExecution": 6182},
+    "durationMs": {"triggerExecution": 6182, "addBatch": 5900, "walCommit": 40},
     "eventTime": {},
     "sources": [
         {
@@ -93,7 +93,8 @@ def test_tracker_document(tmp_path: Path) -> None:
     # last 3 non-empty batches only (the idle country_minute trigger is not listed)
     assert [(b["query"], b["batch_id"]) for b in doc["recent_batches"]] == [("users", 2), ("users", 3), ("users", 4)]
     assert doc["recent_batches"][0] == {
-        "query": "users", "batch_id": 2, "rows": 998, "duration_ms": 6182, "ts": "2026-11-25T02:43:22.070Z"
+        "query": "users", "batch_id": 2, "rows": 998, "duration_ms": 6182,
+        "phases_ms": {"triggerExecution": 6182, "addBatch": 5900, "walCommit": 40}, "ts": "2026-11-25T02:43:22.070Z",
     }  # fmt: skip
     tracker.set_state("failed", "boom")
     assert tracker.snapshot()["error"] == "boom"

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pyspark.sql import Observation, SparkSession
+from pyspark.sql import functions as F
 
-from userstream.stream import rules, synthetic
+from userstream.stream import rules, synthetic, transform
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK for a local SparkSession")
 
@@ -30,8 +32,6 @@ CASES: list[tuple[str, str | None]] = [
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from pyspark.sql import SparkSession
-
     # py4j logs its connection shutdown at interpreter exit, after pytest closed the captured streams
     logging.getLogger("py4j").setLevel(logging.WARNING)
     session = (
@@ -55,40 +55,40 @@ def records() -> list[dict[str, Any]]:
 
 
 def test_validate_matches_record_problems(spark: Any) -> None:
-    from userstream.stream import job
-
     recs = records()
     schema = ", ".join(f"{c} string" for c in rules.COLUMNS) + ", n int, decode_reason string"
     df = spark.createDataFrame([(*tuple(r[c] for c in rules.COLUMNS), n, None) for n, r in enumerate(recs)], schema)
-    got = {row["n"]: row["reason"] for row in job.validate(df).select("n", "reason").collect()}
+    got = {row["n"]: row["reason"] for row in transform.validate(df).select("n", "reason").collect()}
     want = {n: rules.reason_text(rules.record_problems(r)) for n, r in enumerate(recs)}
     assert got == want
     assert want[0] is None and sum(v is None for v in want.values()) > 2  # some variants are valid
 
 
 def test_users_rows_and_dlq_headers_match_the_python_helpers(spark: Any) -> None:
-    from userstream.stream import job
-
     rec = synthetic.user_value(3, run="parity", fetched_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
     rec["dob"] = "1990-05-06T07:08:09.123456+02:00"
     schema = ", ".join(f"{c} string" for c in rules.COLUMNS)
-    processed = datetime(2026, 1, 2, 3, 4, 9, tzinfo=UTC)
-    row = job.users_rows(spark.createDataFrame([tuple(rec[c] for c in rules.COLUMNS)], schema), processed).first()
+    schema += f", {transform.BATCH_AT} string"
+    processed = transform.iso_ms(datetime(2026, 1, 2, 3, 4, 9, tzinfo=UTC))
+    row = transform.users_rows(spark.createDataFrame([(*(rec[c] for c in rules.COLUMNS), processed)], schema)).first()
     want = synthetic.stored_row(rec)
     for c in rules.COLUMNS:
         got = row[c]
         if c == "fetched_at":  # Cassandra keeps milliseconds of the microseconds Spark hands it
             got = got.replace(tzinfo=UTC, microsecond=got.microsecond // 1000 * 1000)
         assert got == (str(want[c]) if c == "id" else want[c]), c
-    assert row["processed_at"].replace(tzinfo=UTC) == processed
+    assert row["processed_at"] == "2026-01-02T03:04:09.000Z"  # text, read by the Cassandra connector
 
     ts = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
     bad = spark.createDataFrame(
-        [(b"k", b"v", "users.raw", 1, 42, ts, 3, "malformed email"), (None, b"junk", "users.raw", 0, 7, ts, None, "x")],
+        [
+            (b"k", b"v", "users.raw", 1, 42, ts, 3, "malformed email", processed),
+            (None, b"junk", "users.raw", 0, 7, ts, None, "x", processed),
+        ],
         "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, "
-        "schema_id long, reason string",
+        f"schema_id long, reason string, {transform.BATCH_AT} string",
     )
-    out = job.dlq_rows(bad, "2026-01-02T03:04:09.000Z").collect()
+    out = transform.dlq_rows(bad).collect()
     headers = [[(h["key"], bytes(h["value"])) for h in r["headers"]] for r in out]
     ms = int(ts.timestamp() * 1000)
     assert headers[0] == rules.dlq_headers(
@@ -101,19 +101,17 @@ def test_users_rows_and_dlq_headers_match_the_python_helpers(spark: Any) -> None
 
 
 def test_kafka_rows_route_valid_to_accepted_and_invalid_to_the_dlq_with_original_bytes(spark: Any) -> None:
-    from userstream.stream import job
-
     ts = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
     uid = "5c8ee30d-2166-4024-adfd-6100f8d90075"
     checked = spark.createDataFrame(
         [
-            (b"k1", b"good", "users.raw", 0, 1, ts, 3, uid, "GB", "2026-01-02T03:04:05.678Z", None),
-            (b"k2", b"\x00bad", "users.raw", 1, 2, ts, 3, None, None, None, "missing id"),
+            (b"k1", b"good", "users.raw", 0, 1, ts, 3, uid, "GB", "2026-01-02T03:04:05.678Z", None, "x"),
+            (b"k2", b"\x00bad", "users.raw", 1, 2, ts, 3, None, None, None, "missing id", "x"),
         ],
         "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, schema_id long, "
-        "id string, nat string, fetched_at string, reason string",
+        f"id string, nat string, fetched_at string, reason string, {transform.BATCH_AT} string",
     )
-    out = job.kafka_rows(checked, "2026-01-02T03:04:09.000Z", "users.dlq", "users.accepted").collect()
+    out = transform.kafka_rows(checked, "users.dlq", "users.accepted").collect()
     by_topic = {r["topic"]: r for r in out}
     assert sorted(by_topic) == ["users.accepted", "users.dlq"]
     accepted, dlq = by_topic["users.accepted"], by_topic["users.dlq"]
@@ -121,8 +119,37 @@ def test_kafka_rows_route_valid_to_accepted_and_invalid_to_the_dlq_with_original
     # the aggregate query reads back what was written, and the JSON earlier versions wrote, alike
     legacy = json.dumps({"id": uid, "nat": "GB", "fetched_at": "2026-01-02T03:04:05.678Z"}).encode()
     values = spark.createDataFrame([(bytes(accepted["value"]),), (legacy,)], "value binary")
-    read = values.select(*job.accepted_fields(values["value"])).collect()
+    read = values.select(*transform.accepted_fields(values["value"])).collect()
     expected = (uid, "GB", datetime(2026, 1, 2, 3, 4, 5, 678000))  # the session's zone is UTC
     assert [(r["id"], r["nat"], r["fetched_at"]) for r in read] == [expected, expected]
     assert (bytes(dlq["key"]), bytes(dlq["value"])) == (b"k2", b"\x00bad")
     assert dict((h["key"], bytes(h["value"])) for h in dlq["headers"])[rules.HEADER_REASON] == b"missing id"
+
+
+def test_every_micro_batch_runs_the_same_generated_code(spark: Any) -> None:
+    """A batch's time must not be a literal Spark writes into generated Java (as longs and timestamps are):
+    then each micro-batch compiled its own code, two Janino compiles on the driver and the executor each."""
+    compiles = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    reason, observed = transform.reason_column(), transform.observed_columns()
+    users, kafka = transform.users_columns(), transform.kafka_columns("users.dlq", "users.accepted")
+    schema = ", ".join(f"{c} string" for c in rules.COLUMNS) + ", decode_reason string, unknown_id boolean, "
+    schema += "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, schema_id long"
+
+    def one_batch(n: int) -> None:
+        at = datetime(2026, 1, 2, 3, 4, n, tzinfo=UTC)
+        recs = [synthetic.user_value(i, run="codegen", fetched_at=at) for i in range(n * 10, n * 10 + 5)]
+        rows = [(*(r[c] for c in rules.COLUMNS), None, False, b"k", b"v", "users.raw", 0, i, at, 1)
+                for i, r in enumerate(recs)]  # fmt: skip
+        batch_at = transform.iso_ms(at)
+        checked = spark.createDataFrame(rows, schema).select("*", reason, F.lit(batch_at).alias(transform.BATCH_AT))
+        observation = Observation()
+        valid = checked.observe(observation, *observed).filter(F.col("reason").isNull())
+        stored = valid.select(*users).collect()
+        assert [r["processed_at"] for r in stored] == [batch_at] * 5 and observation.get["valid"] == 5
+        assert len(checked.select(*kafka).collect()) == 5
+
+    one_batch(1)
+    before = compiles.getCount()
+    for n in (2, 3):
+        one_batch(n)
+    assert compiles.getCount() == before, "a later micro-batch compiled new code"

@@ -7,7 +7,7 @@ Two queries in one application (driver = this module, under ``spark-submit``):
     id with ``from_avro`` (schemas fetched from the registry once), validate, then write valid rows to
     ``created_users``, rejected records (original key/value bytes, reason + source coordinates in headers)
     to ``settings.dlq_topic``, and (id, nat, fetched_at) of valid rows to the job's accepted topic (fixed
-    widths, :func:`accepted_value`).
+    widths, :func:`transform.accepted_value`).
 ``country_minute``
     accepted topic -> watermark on fetched_at -> drop duplicate ids within the watermark -> count per
     (nat, 1-minute window) -> update mode -> upsert ``users_by_country_minute``.
@@ -24,19 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import operator
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.avro.functions import from_avro
 from pyspark.sql.streaming.listener import (
     QueryIdleEvent,
     QueryProgressEvent,
@@ -52,13 +49,13 @@ from userstream.kafka_clients import jvm_client_props
 from userstream.registry_clients import registry_client_config
 from userstream.runtime.signals import stop_on_signals
 from userstream.store.cassandra import spark_auth_conf, spark_tls_conf
-from userstream.stream import rules
 from userstream.stream.control import JobPaths, job_paths
 from userstream.stream.gateway import pin_jvm_names, require_gateway_token
 from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
 from userstream.stream.progress import ProgressTracker
 from userstream.stream.registry import SchemaCache, registry_fetcher, subject_schema_ids
+from userstream.stream.transform import LATENCY_RANKS, BatchPlan, accepted_fields, iso_ms
 
 log = logging.getLogger("userstream.stream")
 
@@ -67,182 +64,8 @@ AGGREGATE_QUERY = "country_minute"
 CASSANDRA = "org.apache.spark.sql.cassandra"
 USERS_TABLE = "created_users"
 AGGREGATE_TABLE = "users_by_country_minute"
-META = ("key", "value", "topic", "partition", "offset", "timestamp")
-ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # the session time zone is UTC
 AGGREGATE_START_DELAY_MAX_S = 120.0  # the aggregate query waits at most this long for the users query's first batch
 KEEPER_TICK_S = 2.0  # how often the driver checks its queries (and writes its heartbeat)
-
-
-# --- decoding ---------------------------------------------------------------------------------------------
-def split_frame(raw: DataFrame) -> DataFrame:
-    """Kafka rows + ``schema_id`` (null unless Confluent-framed) + ``payload`` + ``frame_reason``."""
-    value = F.col("value")
-    framed = value.isNotNull() & (F.length(value) >= rules.HEADER_SIZE) & (F.hex(F.substring(value, 1, 1)) == "00")
-    schema_id = F.when(framed, F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("long"))
-    payload = F.when(framed, F.expr(f"substring(value, {rules.HEADER_SIZE + 1})"))
-    reason = F.when(value.isNull(), F.lit(rules.REASON_NULL_VALUE)).when(~framed, F.lit(rules.REASON_NOT_FRAMED))
-    return raw.select(*META, schema_id.alias("schema_id"), payload.alias("payload"), reason.alias("frame_reason"))
-
-
-def decode(framed: DataFrame, schemas: dict[int, str], fields: dict[int, tuple[str, ...]]) -> DataFrame:
-    """Each row read with ``from_avro`` and its own writer schema, projected to our columns, in one pass.
-
-    One struct column per known schema id (null on the other rows), then each of our columns is the
-    coalesce of that field over the structs that have it. One pass matters: a union of per-id groups would
-    read the micro-batch from Kafka once per group. Rows with no frame, or an id not in ``schemas``, get
-    every column null and a ``decode_reason``; ``unknown_id`` marks the framed ones (to ask the registry).
-    """
-    sid = F.col("schema_id")
-    structs = {
-        k: F.when(sid == k, from_avro(F.col("payload"), text, {"mode": "PERMISSIVE"})).alias(f"_r{k}")
-        for k, text in sorted(schemas.items())
-    }
-    step = framed.select(*framed.columns, *structs.values())
-
-    def field(k: int, name: str) -> Column:
-        return F.col(f"_r{k}")[name]
-
-    columns = []
-    for c in rules.COLUMNS:
-        found = [field(k, c).cast("string") for k in structs if c in fields[k]]
-        columns.append((F.coalesce(*found) if found else F.lit(None).cast("string")).alias(c))
-    found_ts = [field(k, rules.SOURCE_TS_FIELD).cast("long") for k in structs if rules.SOURCE_TS_FIELD in fields[k]]
-    source_ts = F.coalesce(*found_ts) if found_ts else F.lit(None).cast("long")
-    known = list(structs)
-    unknown = sid.isNotNull() & (~sid.isin(known) if known else F.lit(True))
-    failed = []
-    for k in structs:
-        # PERMISSIVE yields a row of nulls (not a null struct) for bytes that are not this schema's Avro
-        every_null = F.col(f"_r{k}").isNull()
-        if fields[k]:
-            every_null = every_null | reduce(operator.and_, [field(k, name).isNull() for name in fields[k]])
-        failed.append(F.when((sid == k) & every_null, F.lit(rules.undecodable(k))))
-    reason = F.coalesce(
-        F.col("frame_reason"),
-        F.when(unknown, F.concat(F.lit("unknown schema id "), sid.cast("string"))),
-        *failed,
-    )
-    meta = [F.col(c) for c in (*META, "schema_id")]
-    return step.select(
-        *meta, *columns, source_ts.alias("source_ts_ms"), reason.alias("decode_reason"), unknown.alias("unknown_id")
-    )
-
-
-# --- validation -------------------------------------------------------------------------------------------
-def _ts(column: str) -> Column:
-    """The ISO-8601 text as a timestamp. A trailing ``Z`` is cut first, to the same instant (the session time
-    zone is UTC): Spark resolves a zone name with ``getZoneId``, which compiles two regexes per value, and
-    that was the executor's largest cost (JFR: regex compilation in ~15 % of its samples)."""
-    col = F.col(column)
-    return F.when(col.endswith("Z"), col.substr(F.lit(1), F.length(col) - 1)).otherwise(col).cast("timestamp")
-
-
-def problems(c: str) -> Column:
-    """The reason column ``c`` fails (null when fine); mirrors :func:`rules.record_problems`."""
-    col = F.col(c)
-    check: Column | None = None
-    message = ""
-    if c == "id":
-        check, message = col.rlike(rules.java_regex(rules.UUID_PATTERN)), rules.REASON_BAD_ID
-    elif c == "email":
-        check = (F.length(col) <= rules.EMAIL_MAX_LENGTH) & col.rlike(rules.java_regex(rules.EMAIL_PATTERN))
-        message = rules.REASON_BAD_EMAIL
-    elif c == "nat":
-        check, message = col.rlike(rules.java_regex(rules.NAT_PATTERN)), rules.REASON_BAD_NAT
-    elif c in rules.DATE_COLUMNS:
-        check = col.rlike(rules.java_regex(rules.DATETIME_PATTERN)) & _ts(c).isNotNull()
-        message = rules.unparseable(c)
-    reason = F.when(col.isNull(), F.lit(rules.missing(c)))
-    if check is not None:
-        reason = reason.when(~check, F.lit(message))
-    return reason
-
-
-def validate(decoded: DataFrame) -> DataFrame:
-    """Adds ``reason``: the decode failure, else every rule broken (joined), else null (valid)."""
-    rule_reasons = F.concat_ws(rules.REASON_SEPARATOR, *[problems(c) for c in rules.COLUMNS])
-    reason = F.coalesce(F.col("decode_reason"), F.nullif(rule_reasons, F.lit("")))
-    return decoded.withColumn("reason", reason)
-
-
-# --- sinks ------------------------------------------------------------------------------------------------
-def users_rows(valid: DataFrame, processed_at: datetime) -> DataFrame:
-    """``created_users`` rows: dates normalised to ISO-8601 UTC with milliseconds (``UserRow.as_json_dict``)."""
-    cols = []
-    for c in rules.COLUMNS:
-        if c == "fetched_at":
-            cols.append(_ts(c).alias(c))
-        elif c in rules.DATE_COLUMNS:
-            cols.append(F.date_format(_ts(c), ISO_MS).alias(c))
-        else:
-            cols.append(F.col(c))
-    return valid.select(*cols, F.lit(processed_at).alias("processed_at"))
-
-
-def dlq_headers(failed_at: str) -> Column:
-    """Reason and source coordinates as Kafka headers (mirrors :func:`rules.dlq_headers`)."""
-    values: dict[str, Column] = {
-        rules.HEADER_REASON: F.col("reason"),
-        rules.HEADER_TOPIC: F.col("topic"),
-        rules.HEADER_PARTITION: F.col("partition").cast("string"),
-        rules.HEADER_OFFSET: F.col("offset").cast("string"),
-        rules.HEADER_TIMESTAMP: F.unix_millis(F.col("timestamp")).cast("string"),
-        rules.HEADER_SCHEMA_ID: F.col("schema_id").cast("string"),
-        rules.HEADER_FAILED_AT: F.lit(failed_at),
-    }
-    headers = F.array(
-        *[F.struct(F.lit(n).alias("key"), values[n].cast("binary").alias("value")) for n in rules.HEADER_NAMES]
-    )
-    return F.filter(headers, lambda h: h["value"].isNotNull())
-
-
-ACCEPTED_ID_LEN = 36  # a valid row's id is a UUID's text and its nat two letters, so the fields have fixed widths
-ACCEPTED_NAT_LEN = 2
-ACCEPTED_SCHEMA = "id STRING, nat STRING, fetched_at TIMESTAMP"  # JSON, as versions before the fixed widths wrote
-
-
-def accepted_value() -> Column:
-    """A valid row's id, nat and fetched_at (epoch ms) in fixed widths: what the aggregate query reads.
-
-    Not JSON: parsing it (``from_json`` makes a reader per value) was an eighth of the executor's CPU."""
-    return F.concat(F.col("id"), F.col("nat"), F.unix_millis(_ts("fetched_at")).cast("string"))
-
-
-def accepted_fields(value: Column) -> list[Column]:
-    """``id``, ``nat``, ``fetched_at`` of an :func:`accepted_value` (or of the JSON that earlier versions
-    wrote, still in the topic after an upgrade)."""
-    text = value.cast("string")
-    legacy = F.from_json(text, ACCEPTED_SCHEMA)
-    is_json = text.startswith("{")
-    nat_at = ACCEPTED_ID_LEN + 1
-    millis_at = nat_at + ACCEPTED_NAT_LEN
-    return [
-        F.when(is_json, legacy["id"]).otherwise(F.substring(text, 1, ACCEPTED_ID_LEN)).alias("id"),
-        F.when(is_json, legacy["nat"]).otherwise(F.substring(text, nat_at, ACCEPTED_NAT_LEN)).alias("nat"),
-        F.when(is_json, legacy["fetched_at"])
-        .otherwise(F.timestamp_millis(F.substring(text, millis_at, 20).cast("long")))
-        .alias("fetched_at"),
-    ]
-
-
-def dlq_rows(invalid: DataFrame, failed_at: str) -> DataFrame:
-    """Original key/value bytes, with :func:`dlq_headers`."""
-    return invalid.select("key", "value", dlq_headers(failed_at).alias("headers"))
-
-
-def kafka_rows(checked: DataFrame, failed_at: str, dlq_topic: str, accepted: str) -> DataFrame:
-    """Both Kafka outputs of a batch as one projection with a ``topic`` column: one write, one pass.
-
-    Invalid rows -> ``dlq_topic`` (:func:`dlq_rows`); valid rows -> ``accepted``, keyed by id
-    (:func:`accepted_value`).
-    """
-    is_valid = F.col("reason").isNull()
-    return checked.select(
-        F.when(is_valid, F.col("id").cast("binary")).otherwise(F.col("key")).alias("key"),
-        F.when(is_valid, accepted_value().cast("binary")).otherwise(F.col("value")).alias("value"),
-        F.when(~is_valid, dlq_headers(failed_at)).alias("headers"),
-        F.when(is_valid, F.lit(accepted)).otherwise(F.lit(dlq_topic)).alias("topic"),
-    )
 
 
 @dataclass(frozen=True)
@@ -259,39 +82,40 @@ class UsersBatch:
     Two Spark actions per micro-batch, Cassandra first (it is what latency is measured to): the valid rows
     to ``created_users`` with the batch's counts observed on the way, then DLQ and accepted rows to Kafka
     in one write. Fewer actions is most of a small batch's time: each costs a plan, a job and a round trip.
+    The columns are built once per set of known writer schemas (:class:`transform.BatchPlan`).
     """
 
     def __init__(self, settings: Settings, schemas: SchemaCache, tracker: ProgressTracker) -> None:
         self.settings = settings
         self.schemas = schemas
         self.tracker = tracker
-        self.accepted = settings.accepted_topic
+        self._plans: dict[tuple[int, ...], BatchPlan] = {}
 
-    def _prepare(self, framed: DataFrame) -> DataFrame:
+    def _plan(self) -> BatchPlan:
         known = self.schemas.known
-        fields = {i: self.schemas.fields(i) for i in known}
-        checked = validate(decode(framed, known, fields))
-        return checked.persist(StorageLevel.MEMORY_AND_DISK)
+        key = tuple(sorted(known))
+        if key not in self._plans:
+            fields = {i: self.schemas.fields(i) for i in known}
+            self._plans = {  # a new schema set replaces the old: plans hold py4j references
+                key: BatchPlan.build(known, fields, self.settings.dlq_topic, self.settings.accepted_topic)
+            }
+        return self._plans[key]
 
-    def _write_users(self, checked: DataFrame, processed_at: datetime) -> BatchStats:
+    def _prepare(self, plan: BatchPlan, batch: DataFrame, batch_at: str) -> DataFrame:
+        return plan.checked(batch, batch_at).persist(StorageLevel.MEMORY_AND_DISK)
+
+    def _write_users(self, plan: BatchPlan, checked: DataFrame, processed_ms: int) -> BatchStats:
         """Valid rows -> Cassandra; the batch's counts come back as observed metrics of that same write."""
-        valid = F.col("reason").isNull()
-        latency = (F.lit(int(processed_at.timestamp() * 1000)) - F.unix_millis(_ts("fetched_at"))).cast("double")
         observation = Observation()
-        observed = checked.observe(
-            observation,
-            F.count(F.when(valid, 1)).alias("valid"),
-            F.count(F.when(~valid, 1)).alias("invalid"),
-            # observed metrics reach Python as scalars only: arrays travel as comma-joined strings
-            F.array_join(F.collect_set(F.when(F.col("unknown_id"), F.col("schema_id"))), ",").alias("unknown_ids"),
-            F.array_join(F.percentile_approx(F.when(valid, latency), [0.5, 0.95, 0.99], 1000), ",").alias("latency"),
-        )
-        users_rows(observed.filter(valid), processed_at).write.format(CASSANDRA).options(
+        observed = checked.observe(observation, *plan.observed)
+        plan.users_rows(observed.filter(F.col("reason").isNull())).write.format(CASSANDRA).options(
             keyspace=self.settings.cassandra_keyspace, table=USERS_TABLE
         ).mode("append").save()
         got = observation.get
-        latency_ms = [float(v) for v in (got.get("latency") or "").split(",") if v]
-        p50, p95, p99 = latency_ms if len(latency_ms) == 3 else (None, None, None)
+        # fetched_at at ranks 0.5, 0.05, 0.01 -> latency p50, p95, p99
+        fetched_ms = [float(v) for v in (got.get("fetched_ms") or "").split(",") if v]
+        latency = tuple(processed_ms - v for v in fetched_ms)
+        p50, p95, p99 = latency if len(latency) == len(LATENCY_RANKS) else (None, None, None)
         return BatchStats(
             valid=int(got["valid"]),
             invalid=int(got["invalid"]),
@@ -301,19 +125,21 @@ class UsersBatch:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         processed_at = datetime.now(UTC)
-        framed = split_frame(batch)
-        checked = self._prepare(framed)
+        processed_ms = int(processed_at.timestamp() * 1000)
+        batch_at = iso_ms(processed_at)
+        plan = self._plan()
+        checked = self._prepare(plan, batch, batch_at)
         try:
-            stats = self._write_users(checked, processed_at)
+            stats = self._write_users(plan, checked, processed_ms)
             if stats.unknown_ids and self.schemas.lookup(stats.unknown_ids):
                 # a new writer schema (evolution) in this batch: decode again with it; the rows already
                 # written are upserted again with the same values
                 checked.unpersist()
-                checked = self._prepare(framed)
-                stats = self._write_users(checked, processed_at)
+                plan = self._plan()
+                checked = self._prepare(plan, batch, batch_at)
+                stats = self._write_users(plan, checked, processed_ms)
             if stats.valid or stats.invalid:
-                failed_at = processed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-                self._kafka(kafka_rows(checked, failed_at, self.settings.dlq_topic, self.accepted))
+                self._kafka(plan.kafka_rows(checked))
         finally:
             checked.unpersist()
         p50, p95, p99 = stats.latency_ms
@@ -341,7 +167,7 @@ def write_windows(settings: Settings) -> Any:
             F.col("window.start").alias("window_start"),
             F.col("window.end").alias("window_end"),
             F.col("users"),
-            F.lit(datetime.now(UTC)).alias("updated_at"),
+            F.lit(iso_ms(datetime.now(UTC))).alias("updated_at"),  # text: see transform,
         )
         rows.write.format(CASSANDRA).options(keyspace=settings.cassandra_keyspace, table=AGGREGATE_TABLE).mode(
             "append"
@@ -480,7 +306,7 @@ def run(settings: Settings, name: str) -> int:
     spark = SparkSession.builder.appName(f"userstream-{name}").getOrCreate()
     require_gateway_token(spark)  # before any query: the JVM calls back into this process
     pin_jvm_names(spark.sparkContext._jvm)
-    spark.conf.set("spark.sql.session.timeZone", "UTC")  # _ts and ISO_MS read and write UTC
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # transform.ts and ISO_MS read and write UTC
     # login and TLS read here, never on a command line
     for key, value in {**spark_auth_conf(settings, "stream"), **spark_tls_conf(settings)}.items():
         spark.conf.set(key, value)

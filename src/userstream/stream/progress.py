@@ -167,6 +167,7 @@ class ProgressTracker:
                         "batch_id": summary["batch_id"],
                         "rows": summary["num_input_rows"],
                         "duration_ms": summary["batch_duration_ms"],
+                        "phases_ms": summary["durations_ms"],
                         "ts": summary["timestamp"],
                     }
                 )
