@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     airflow_admin_password: str | None = Field(
         None, description="the Airflow UI's admin password (default: generated per install)"
     )
+    airflow_triggerer: bool = Field(
+        False, description="run Airflow's triggerer too (only deferrable tasks need it; ours defer nothing)"
+    )
 
     # --- ingest --------------------------------------------------------------------------
     ingest_rate: float = Field(1000.0, gt=0, description="records per second")
