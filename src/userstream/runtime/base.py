@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -167,17 +170,26 @@ class Service(ABC):
         if self.external:
             return
         names = [p.name for p in reversed(self.programs())]
+        groups = [pid for pid in map(self.processes.pid, names) if pid is not None]
         if len(names) == 1:
             self.processes.stop(names[0])
-            return
-        with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            list(pool.map(self.processes.stop, names))
+        else:
+            with ThreadPoolExecutor(max_workers=len(names)) as pool:
+                list(pool.map(self.processes.stop, names))
+        for pgid in groups:
+            kill_process_group(pgid)
 
     def log_files(self) -> list[Path]:
         return [self.processes.log_file(p.name) for p in self.programs()]
 
 
 # --- helpers shared by services ---------------------------------------------------------------
+def kill_process_group(pgid: int) -> None:
+    """SIGKILL what is left in a stopped program's process group (supervisord makes each program a group
+    leader). supervisord signals the group but waits only for its own process: a child that outlives its
+    parent's SIGTERM (a Spark executor whose worker was stopped ran on, orphaned, holding 1.4 GB) is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def public_urls(urls: dict[str, str]) -> dict[str, str]:
