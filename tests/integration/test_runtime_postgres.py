@@ -67,10 +67,11 @@ def test_each_component_has_its_own_role_with_only_what_it_needs(
     assert denied("ingest", "UPDATE staging.users SET nat = nat WHERE false")
     assert denied("ingest", "DROP TABLE staging.rejected")
     # Debezium and the monitor read; neither writes
-    assert not denied("cdc", "SELECT count(*) FROM staging.users")
-    assert denied("cdc", "SELECT count(*) FROM staging.rejected")
+    # WHERE false: the rights are checked all the same, and a cross join of tests' millions of rows is not run
+    assert not denied("cdc", "SELECT 1 FROM staging.users WHERE false")
+    assert denied("cdc", "SELECT 1 FROM staging.rejected WHERE false")
     assert denied("cdc", "INSERT INTO staging.rejected (reason, raw) VALUES ('x', 'y')")
-    assert not denied("monitor", "SELECT count(*) FROM staging.users, staging.rejected, staging.ingest_runs")
+    assert not denied("monitor", "SELECT 1 FROM staging.users, staging.rejected, staging.ingest_runs WHERE false")
     assert denied("monitor", "DELETE FROM staging.rejected WHERE false")
     assert denied("monitor", "CREATE TEMP TABLE t (k int)")
     # Airflow's and the registry's roles reach only their own database
