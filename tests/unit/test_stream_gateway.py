@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from py4j.java_gateway import is_instance_of
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -89,9 +90,15 @@ def _unknown_name_lookups(spark: SparkSession, build: Any) -> list[str]:
 
 
 def test_pinned_jvm_names_are_not_looked_up_again(spark: SparkSession) -> None:
+    gateway = spark.sparkContext._gateway
+
     def build() -> None:
         F.when(F.col("a").endswith("Z"), F.lit(1)).otherwise(F.col("b"))
         spark.sparkContext._jvm.org.apache.spark.sql.types.Metadata  # type: ignore[union-attr]  # noqa: B018
+        # what PySpark runs for each Java exception it converts: Observation.get ends its map's iteration
+        # with one, several times per micro-batch
+        assert is_instance_of(gateway, spark._jsparkSession, "org.apache.spark.sql.SparkSession")
+        spark.sparkContext._jvm.org.apache.spark.util.Utils  # type: ignore[union-attr]  # noqa: B018
 
     assert "functions" in _unknown_name_lookups(spark, build)
     pin_jvm_names(spark.sparkContext._jvm)  # type: ignore[arg-type]

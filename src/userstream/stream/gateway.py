@@ -40,13 +40,17 @@ def require_gateway_token(spark: SparkSession) -> None:
 
 
 # the names PySpark looks up per call on the paths the job runs (functions, Column, DataFrame, Observation,
-# the streaming listener, literals of datetimes)
+# the streaming listener, literals of datetimes; py4j's is_instance_of, ~70 times per micro-batch; the
+# SparkSession foreachBatch wraps each batch in; Utils)
 HOT_JVM_NAMES = (
     "functions",
     "PythonUtils",
     "PythonSQLUtils",
     "org.apache.spark.sql.Observation",
     "org.apache.spark.sql.types.Metadata",
+    "py4j.reflection.TypeUtil",
+    "org.apache.spark.util.Utils",
+    "SparkSession$",
 )
 
 
