@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.listener import (
@@ -101,9 +100,6 @@ class UsersBatch:
             }
         return self._plans[key]
 
-    def _prepare(self, plan: BatchPlan, batch: DataFrame, batch_at: str) -> DataFrame:
-        return plan.checked(batch, batch_at).persist(StorageLevel.MEMORY_AND_DISK)
-
     def _write_users(self, plan: BatchPlan, checked: DataFrame, processed_ms: int) -> BatchStats:
         """Valid rows -> Cassandra; the batch's counts come back as observed metrics of that same write."""
         observation = Observation()
@@ -129,7 +125,7 @@ class UsersBatch:
         batch_at = iso_ms(processed_at)
         started = time.perf_counter()
         plan = self._plan()
-        checked = self._prepare(plan, batch, batch_at)
+        checked = plan.checked(batch, batch_at)
         kafka_s = 0.0
         try:
             stats = self._write_users(plan, checked, processed_ms)
@@ -138,7 +134,7 @@ class UsersBatch:
                 # written are upserted again with the same values
                 checked.unpersist()
                 plan = self._plan()
-                checked = self._prepare(plan, batch, batch_at)
+                checked = plan.checked(batch, batch_at)
                 stats = self._write_users(plan, checked, processed_ms)
             users_s = time.perf_counter() - started
             if stats.valid or stats.invalid:
