@@ -97,15 +97,6 @@ def decode_columns(
     ]  # fmt: skip
 
 
-def split_frame(raw: DataFrame) -> DataFrame:
-    return raw.select(*frame_columns())
-
-
-def decode(framed: DataFrame, schemas: Mapping[int, str], fields: Mapping[int, tuple[str, ...]]) -> DataFrame:
-    step, decoded = decode_columns(schemas, fields)
-    return framed.select(*step).select(*decoded)
-
-
 # --- validation -------------------------------------------------------------------------------------------
 def ts(column: str) -> Column:
     """The ISO-8601 text as a timestamp. A trailing ``Z`` is cut first, to the same instant (the session time
