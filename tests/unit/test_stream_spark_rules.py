@@ -14,6 +14,7 @@ from pyspark.sql import Observation, SparkSession
 from pyspark.sql import functions as F
 
 from userstream.stream import rules, synthetic, transform
+from userstream.stream.progress import iso_ms
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK for a local SparkSession")
 
@@ -69,7 +70,7 @@ def test_users_rows_and_dlq_headers_match_the_python_helpers(spark: Any) -> None
     rec["dob"] = "1990-05-06T07:08:09.123456+02:00"
     schema = ", ".join(f"{c} string" for c in rules.COLUMNS)
     schema += f", {transform.BATCH_AT} string"
-    processed = transform.iso_ms(datetime(2026, 1, 2, 3, 4, 9, tzinfo=UTC))
+    processed = iso_ms(datetime(2026, 1, 2, 3, 4, 9, tzinfo=UTC))
     row = transform.users_rows(spark.createDataFrame([(*(rec[c] for c in rules.COLUMNS), processed)], schema)).first()
     want = synthetic.stored_row(rec)
     for c in rules.COLUMNS:
@@ -140,7 +141,7 @@ def test_every_micro_batch_runs_the_same_generated_code(spark: Any) -> None:
         recs = [synthetic.user_value(i, run="codegen", fetched_at=at) for i in range(n * 10, n * 10 + 5)]
         rows = [(*(r[c] for c in rules.COLUMNS), None, False, b"k", b"v", "users.raw", 0, i, at, 1)
                 for i, r in enumerate(recs)]  # fmt: skip
-        batch_at = transform.iso_ms(at)
+        batch_at = iso_ms(at)
         checked = spark.createDataFrame(rows, schema).select("*", reason, F.lit(batch_at).alias(transform.BATCH_AT))
         checked = checked.persist()  # as BatchPlan.checked: the writes read batch_at from the cached batch
         observation = Observation()

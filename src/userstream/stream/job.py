@@ -52,9 +52,9 @@ from userstream.stream.control import JobPaths, job_paths
 from userstream.stream.gateway import pin_jvm_names, require_gateway_token
 from userstream.stream.keeper import QueryKeeper
 from userstream.stream.offsets import OffsetCommitter
-from userstream.stream.progress import ProgressTracker
+from userstream.stream.progress import ProgressTracker, iso_ms
 from userstream.stream.registry import SchemaCache, registry_fetcher, subject_schema_ids
-from userstream.stream.transform import LATENCY_RANKS, BatchPlan, accepted_fields, iso_ms
+from userstream.stream.transform import LATENCY_RANKS, BatchPlan, accepted_fields
 
 log = logging.getLogger("userstream.stream")
 

@@ -24,9 +24,14 @@ RECENT_BATCHES = 50
 Offsets = dict[str, dict[str, int]]  # topic -> partition -> offset
 
 
+def iso_ms(at: datetime) -> str:
+    """``at`` as ISO-8601 UTC text with milliseconds and ``Z`` (the progress file's times, the job's batch time)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def iso_now(clock: Callable[[], float] | None = None) -> str:
     ts = clock() if clock else datetime.now(UTC).timestamp()
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(datetime.fromtimestamp(ts, UTC))
 
 
 def parse_offsets(value: object) -> Offsets:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import reduce
 
 from pyspark import StorageLevel
@@ -33,11 +32,6 @@ ACCEPTED_ID_LEN = 36  # a valid row's id is a UUID's text and its nat two letter
 ACCEPTED_NAT_LEN = 2
 ACCEPTED_SCHEMA = "id STRING, nat STRING, fetched_at TIMESTAMP"  # JSON, as versions before the fixed widths wrote
 LATENCY_RANKS = (0.5, 0.05, 0.01)  # of fetched_at: p50, p95, p99 of processed_at - fetched_at
-
-
-def iso_ms(at: datetime) -> str:
-    """``at`` as the ISO-8601 UTC text with milliseconds and ``Z`` that batch times are given in."""
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --- decoding ---------------------------------------------------------------------------------------------
