@@ -2,7 +2,7 @@
 by the test itself): ingest at a steady rate while one Kafka broker, one Cassandra node, one Spark worker and
 each Connect worker (the one without the CDC task, then the one with it) are killed (SIGKILL) and started
 again, one after another. Users keep reaching Cassandra (no gap over 30 s during any single loss, the CDC
-task's worker's too: Connect's 10 s session, then the task moves at once), the drained audit finds every
+task's worker's too: Connect's 12 s session, then the task moves at once), the drained audit finds every
 landed user exactly once, and after `down` and `up` the named volumes still hold every
 stored user.
 

@@ -192,18 +192,29 @@ def test_a_cluster_runs_cpu_is_the_clients_plus_every_nodes() -> None:
 
 
 def test_clients_of_several_brokers_give_up_on_a_dead_one_sooner(tmp_path: Path) -> None:
-    """A broker lost: Connect's worker rides out its group coordinator moving (10 s heartbeat), a dead worker's
-    task moves after the 15 s session at once, and a Java client's request stuck on the dead broker is retried
-    elsewhere after 10 s. One broker: defaults."""
+    """A broker lost: it is fenced sooner than Kafka's 9 s, Connect's worker rides out its group coordinator
+    moving (a heartbeat interval longer than the fencing), a dead worker's task moves once the session expires,
+    and a Java client's request stuck on the dead broker is retried elsewhere after 10 s. One broker: defaults."""
     one = Settings(data_dir=tmp_path / "one")
-    assert "kafka.request.timeout.ms" not in jvm_client_props(one, "stream", "kafka.")
+    assert not {"kafka.request.timeout.ms", "kafka.metadata.max.age.ms"} & set(
+        jvm_client_props(one, "stream", "kafka.")
+    )
     worker = ConnectService(one).worker_config()
     assert "heartbeat.interval.ms" not in worker and "producer.request.timeout.ms" not in worker
+    assert "broker.session.timeout.ms" not in KafkaService(one).server_config()
 
     three = node(tmp_path / "three", kafka_nodes=NODES, connect_nodes="connect-1,connect-2")
-    assert jvm_client_props(three, "stream", "kafka.")["kafka.request.timeout.ms"] == "10000"
+    stream = jvm_client_props(three, "stream", "kafka.")
+    assert stream["kafka.request.timeout.ms"] == "10000"
+    # a refresh that came before the dead broker was fenced is not kept for Kafka's 5 min
+    assert int(stream["kafka.metadata.max.age.ms"]) <= 5_000
+    broker = KafkaService(three).server_config()
+    fenced_after_ms = int(broker["broker.session.timeout.ms"])  # type: ignore[call-overload]
+    assert 3 * int(broker["broker.heartbeat.interval.ms"]) <= fenced_after_ms < 9_000  # type: ignore[call-overload]
     worker = ConnectService(three).worker_config()
-    assert worker["heartbeat.interval.ms"] == 10_000 and worker["session.timeout.ms"] == 15_000
+    heartbeat_ms, session_ms = int(worker["heartbeat.interval.ms"]), int(worker["session.timeout.ms"])  # type: ignore[call-overload]
+    assert fenced_after_ms < heartbeat_ms < session_ms
+    assert session_ms + heartbeat_ms <= 20_000  # the dead worker's task moves within 20 s
     assert worker["scheduled.rebalance.max.delay.ms"] == 0
     for prefix in ("", "producer.", "consumer.", "admin."):
         assert worker[f"{prefix}request.timeout.ms"] == "10000"

@@ -41,11 +41,13 @@ def test_an_external_cluster_takes_the_configured_security(tmp_path: Path) -> No
     assert login(plain, "connect") is None
     assert client_config(plain, "connect", "t")["security.protocol"] == "PLAINTEXT"
     # no login; an external cluster has several brokers, so a request stuck on a dead one is retried after 10 s
+    # and the metadata naming partition leaders is re-read every 5 s
     assert jvm_client_props(plain, "connect") == {
         "security.protocol": "PLAINTEXT",
         "request.timeout.ms": "10000",
         "socket.connection.setup.timeout.ms": "3000",
         "socket.connection.setup.timeout.max.ms": "10000",
+        "metadata.max.age.ms": "5000",
     }
 
     ca = tmp_path / "ca.pem"

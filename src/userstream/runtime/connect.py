@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 CONNECT_REBALANCE_DELAY_MS = 0
-CONNECT_HEARTBEAT_MS = 10_000  # with several brokers (see ConnectService._group_timeouts)
-CONNECT_SESSION_MS = 15_000
+CONNECT_HEARTBEAT_MS = 8_000  # with several brokers (see ConnectService._group_timeouts)
+CONNECT_SESSION_MS = 12_000
 # the worker's own clients take the unprefixed settings; producer./consumer./admin. are the ones it makes
 # for source tasks, sink tasks and topic creation
 KAFKA_CLIENT_PREFIXES = ("", "producer.", "consumer.", "admin.")
@@ -190,11 +190,12 @@ class ConnectService(Service):
         }
 
     def _group_timeouts(self) -> dict[str, object]:
-        """On several brokers the group's coordinator moves when its broker dies (the broker's fencing, ~9 s). A
-        worker revokes its own tasks once the coordinator is unknown for a heartbeat interval (3 s by default),
-        and the Debezium task's restart under a broker's loss took up to 38 s. A 10 s interval rides the move
-        out; the session (15 s) bounds how long a dead worker's task waits before it moves (30 s cost a 37-50 s
-        CDC stop). One broker of ours: nowhere to move, the defaults stay."""
+        """On several brokers the group's coordinator moves when its broker dies (fenced after 6 s, see
+        KafkaService._fencing). A worker revokes its own tasks once the coordinator is unknown for a heartbeat
+        interval (3 s by default; seen: the CDC task revoked and 44 s without a stored user), so the interval
+        (8 s) outlasts the move. A dead worker's task moves once the session expires and the survivor's next
+        heartbeat hears of it: session - interval .. session + interval after the death (5-25 s with 10/15 s;
+        a CI run saw 36 s without a stored user). One broker of ours: nowhere to move, the defaults stay."""
         if not self.settings.kafka_has_failover:
             return {}
         return {"heartbeat.interval.ms": CONNECT_HEARTBEAT_MS, "session.timeout.ms": CONNECT_SESSION_MS}

@@ -21,6 +21,9 @@ from userstream.runtime.process import Program
 from userstream.secret_store import write_private
 
 TLS_IDENTITY = "kafka"
+# several brokers: a dead one fenced after 6 s of missed heartbeats (Kafka: 9 s, every 2 s)
+BROKER_SESSION_MS = 6_000
+BROKER_HEARTBEAT_MS = 1_000
 
 # JVM flags for short-lived tools (StorageTool): start fast, stay small.
 TOOL_JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
@@ -203,7 +206,16 @@ class KafkaService(Service):
             "num.recovery.threads.per.data.dir": 1,
             "log.retention.hours": 168,
             "log.retention.check.interval.ms": 300000,
+            **self._fencing(),
         }
+
+    def _fencing(self) -> dict[str, object]:
+        """With several brokers, a dead one is fenced (its partitions' leadership and the groups it coordinates
+        move) after BROKER_SESSION_MS, not Kafka's 9 s: every client of its partitions waits that long, and a
+        Connect worker revokes its tasks when its coordinator stays unreachable (see ConnectService)."""
+        if not self.settings.kafka_has_failover:
+            return {}
+        return {"broker.session.timeout.ms": BROKER_SESSION_MS, "broker.heartbeat.interval.ms": BROKER_HEARTBEAT_MS}
 
     def _client_tls(self) -> dict[str, object]:
         if not self.settings.tls:
