@@ -65,6 +65,28 @@ def test_summary_of_a_kafka_progress() -> None:
     json.dumps(s, allow_nan=False)
 
 
+def test_a_stateful_operators_figures_are_kept_and_missing_ones_are_none() -> None:
+    progress = {
+        **PROGRESS,
+        "stateOperators": [
+            {
+                "operatorName": "dedupeWithinWatermark", "numRowsTotal": 0, "numRowsUpdated": 480,
+                "numRowsRemoved": 12, "allUpdatesTimeMs": 35, "allRemovalsTimeMs": 4, "commitTimeMs": 60,
+                "memoryUsedBytes": 9000, "customMetrics": {"rocksdbGetCount": 492, "rocksdbPutCount": 480},
+            },
+            {"operatorName": "stateStoreSave", "numRowsUpdated": 7},
+        ],
+    }  # fmt: skip
+    dedup, save = summarize_progress(progress)["state"]
+    assert dedup == {
+        "operator": "dedupeWithinWatermark", "rows_total": 0, "rows_updated": 480, "rows_removed": 12,
+        "update_ms": 35, "remove_ms": 4, "commit_ms": 60, "memory_bytes": 9000, "store_gets": 492, "store_puts": 480,
+    }  # fmt: skip
+    assert save["operator"] == "stateStoreSave" and save["rows_updated"] == 7
+    assert save["commit_ms"] is None and save["store_gets"] is None
+    assert summarize_progress(PROGRESS)["state"] == []
+
+
 def test_summary_without_offsets_falls_back_to_spark_counts() -> None:
     s = summarize_progress({"name": "q", "batchId": 0, "numInputRows": 3, "durationMs": {"triggerExecution": 9}})
     assert (s["num_input_rows"], s["batch_duration_ms"], s["offsets_behind"]) == (3, 9, None)

@@ -100,6 +100,30 @@ def summarize_progress(progress: Mapping[str, Any]) -> dict[str, Any]:
         "offsets_behind": offsets_behind(latest, end) if latest else None,
         "end_offsets": end,
         "watermark": (progress.get("eventTime") or {}).get("watermark"),
+        "state": [_state_operator(op) for op in progress.get("stateOperators") or []],
+    }
+
+
+# a stateful operator's figures in a StreamingQueryProgress, by our name; RocksDB's reads and writes are among
+# its customMetrics (what the state store costs per record)
+_STATE_FIELDS = {
+    "rows_total": "numRowsTotal",
+    "rows_updated": "numRowsUpdated",
+    "rows_removed": "numRowsRemoved",
+    "update_ms": "allUpdatesTimeMs",
+    "remove_ms": "allRemovalsTimeMs",
+    "commit_ms": "commitTimeMs",
+    "memory_bytes": "memoryUsedBytes",
+}
+_STATE_STORE_METRICS = {"store_gets": "rocksdbGetCount", "store_puts": "rocksdbPutCount"}
+
+
+def _state_operator(op: Mapping[str, Any]) -> dict[str, Any]:
+    custom = op.get("customMetrics") or {}
+    return {
+        "operator": op.get("operatorName"),
+        **{ours: _number(op.get(spark)) for ours, spark in _STATE_FIELDS.items()},
+        **{ours: _number(custom.get(spark)) for ours, spark in _STATE_STORE_METRICS.items()},
     }
 
 
