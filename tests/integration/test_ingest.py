@@ -149,7 +149,13 @@ def test_a_killed_runs_row_is_settled_and_a_live_one_is_left_alone(
             pg.execute("SELECT run_id, status FROM staging.ingest_runs WHERE seed = %s", (seed,)).fetchall()
         )
         assert statuses == {dead: "stopped", live: "running"}
-    # its process gone (the connection closed), the live one is dead too
+        backend = other.info.backend_pid
+    # its process gone, the live one is dead too. A backend exits (and lets go of its locks) a moment after
+    # its client closes: CI saw the lock still held right after the close
+    deadline = time.monotonic() + 15
+    gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)"
+    while not pg.execute(gone, (backend,)).fetchone()[0] and time.monotonic() < deadline:  # type: ignore[index]
+        time.sleep(0.1)
     assert live in settle_dead_runs(pg, "failed")
 
 
