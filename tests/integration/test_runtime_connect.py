@@ -158,9 +158,11 @@ def test_debezium_writes_confluent_framed_avro_through_our_registry(
         )
         consumer.subscribe([topic])
         rows: dict[str, dict[str, Any]] = {}
-        try:
+        schema_ids: dict[str, int] = {}
+
+        def read_until(count: int) -> None:
             deadline = time.monotonic() + 60
-            while len(rows) < 3 and time.monotonic() < deadline:
+            while len(rows) < count and time.monotonic() < deadline:
                 msg = consumer.poll(1.0)
                 if msg is None or msg.error():
                     continue
@@ -169,14 +171,25 @@ def test_debezium_writes_confluent_framed_avro_through_our_registry(
                 schema_id = int.from_bytes(raw[1:5], "big")
                 assert registry.get_schema(schema_id).schema_type == "AVRO"
                 key = key_de(msg.key(), SerializationContext(topic, MessageField.KEY))
-                value = value_de(raw, SerializationContext(topic, MessageField.VALUE))
-                rows[key["id"]] = value
+                rows[key["id"]] = value_de(raw, SerializationContext(topic, MessageField.VALUE))
+                schema_ids[key["id"]] = schema_id
+
+        try:
+            read_until(3)
+            assert rows == {
+                "a": {"id": "a", "n": 1, "note": "first"},
+                "b": {"id": "b", "n": 2, "note": None},
+                "c": {"id": "c", "n": 3, "note": "streamed"},
+            }
+            # the table changes while the task runs: the converter (which remembers its schema per schema,
+            # not per record) registers the new one and writes with it
+            with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
+                conn.execute(f"ALTER TABLE {tag} ADD COLUMN extra text")
+                conn.execute(f"INSERT INTO {tag} VALUES ('d', 4, 'changed', 'x')")
+            read_until(4)
         finally:
             consumer.close()
 
-        assert rows == {
-            "a": {"id": "a", "n": 1, "note": "first"},
-            "b": {"id": "b", "n": 2, "note": None},
-            "c": {"id": "c", "n": 3, "note": "streamed"},
-        }
+        assert rows["d"] == {"id": "d", "n": 4, "note": "changed", "extra": "x"}
+        assert schema_ids["d"] != schema_ids["c"] and schema_ids["a"] == schema_ids["c"]
         assert f"{topic}-value" in registry.get_subjects()

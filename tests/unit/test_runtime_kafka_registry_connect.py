@@ -16,8 +16,8 @@ from userstream.config import Settings
 from userstream.errors import PortInUseError
 from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
 from userstream.registry_clients import USERS, WRITERS, registry_client_config
-from userstream.runtime.base import Service
-from userstream.runtime.connect import AVRO_CONVERTER, ConnectService, avro_converter_config
+from userstream.runtime.base import JVM_DIR, Service
+from userstream.runtime.connect import AVRO_CONVERTER, SCHEMA_RESOLVER_SOURCES, ConnectService, avro_converter_config
 from userstream.runtime.kafka import KafkaService, new_cluster_id, render_properties
 from userstream.runtime.registry import RegistryService, registry_jdbc, registry_native_url
 
@@ -183,6 +183,18 @@ def test_avro_converter_config_is_confluent_framed(settings: Settings) -> None:
     assert cfg["value.converter.apicurio.registry.headers.enabled"] == "false"
     assert cfg["value.converter.apicurio.registry.use-id"] == "contentId"
     assert all(k.startswith("key.converter") for k in avro_converter_config(settings, "key"))
+
+
+def test_our_worker_resolves_schemas_with_our_class_and_a_users_worker_keeps_apicurios(
+    settings: Settings, tmp_path: Path
+) -> None:
+    key = "value.converter.apicurio.registry.schema-resolver"
+    resolver = avro_converter_config(settings, "value")[key]
+    package, _, name = resolver.rpartition(".")
+    source = JVM_DIR / "connect-schema-resolver" / "src" / package.replace(".", "/") / f"{name}.java"
+    assert source in SCHEMA_RESOLVER_SOURCES and f"class {name}<" in source.read_text()
+    theirs = Settings(data_dir=tmp_path, connect_url="http://connect.example:8083")
+    assert key not in avro_converter_config(theirs, "value")
 
 
 @pytest.fixture

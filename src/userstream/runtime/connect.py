@@ -13,7 +13,8 @@ from userstream.kafka_clients import jvm_client_props
 from userstream.registry_clients import PASSWORD_SECRETS as REGISTRY_PASSWORDS
 from userstream.registry_clients import registry_login
 from userstream.runtime.archives import unpack_once
-from userstream.runtime.base import Health, Reporter, Service, classpath, java, maven_install, tcp_open
+from userstream.runtime.base import JVM_DIR, Health, Reporter, Service, classpath, java, maven_install, tcp_open
+from userstream.runtime.javac import build_jar
 from userstream.runtime.kafka import (
     SERVER_JVM_FLAGS,
     heap_flags,
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 
 DEBEZIUM_POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
+SCHEMA_RESOLVER = "userstream.connect.MemoizingSchemaResolver"
+SCHEMA_RESOLVER_SOURCES = sorted(
+    (JVM_DIR / "connect-schema-resolver" / "src" / "userstream" / "connect").glob("*.java")
+)
+SCHEMA_RESOLVER_JAR = "userstream-connect-schema-resolver.jar"
 CONNECT_REBALANCE_DELAY_MS = 0
 CONNECT_HEARTBEAT_MS = 8_000  # with several brokers (see ConnectService._group_timeouts)
 CONNECT_SESSION_MS = 12_000
@@ -91,7 +97,17 @@ def avro_converter_config(settings: Settings, which: str = "value") -> dict[str,
         f"{prefix}.apicurio.registry.retry-count": "30",
         f"{prefix}.apicurio.registry.retry-backoff-ms": "2000",
         **_converter_auth(settings, prefix),
+        **_schema_resolver(settings, prefix),
     }
+
+
+def _schema_resolver(settings: Settings, prefix: str) -> dict[str, str]:
+    """Our worker's converter resolves a record's schema once per schema, not per record: Apicurio's resolver
+    renders the schema to JSON and hashes it for every record (~10 us of Connect's CPU per record). A Connect
+    cluster of the user's own does not have the class, and keeps Apicurio's."""
+    if settings.connect_url is not None:
+        return {}
+    return {f"{prefix}.apicurio.registry.schema-resolver": SCHEMA_RESOLVER}
 
 
 class ConnectService(Service):
@@ -142,6 +158,9 @@ class ConnectService(Service):
             reporter,
             extra_goals=["dependency:copy-dependencies", "dependency:copy@converter", f"-Dus.dest={converter}"],
         )
+        # beside the converter: only its plugin class loader can load it
+        build_jar(SCHEMA_RESOLVER_SOURCES, [converter / "*"], converter / SCHEMA_RESOLVER_JAR,
+                  what="the converter's schema resolver", reporter=reporter)  # fmt: skip
 
     def worker_config(self) -> dict[str, object]:
         s = self.settings

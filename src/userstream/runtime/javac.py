@@ -1,5 +1,6 @@
-"""Our few Java classes (Spark's UI login filter, the Cassandra connector's session factory), compiled at
-install with a JDK's ``javac`` into a jar under ``lib/``, and again only when their sources or classpath change:
+"""Our few Java classes (Spark's UI login filter, the Cassandra connector's session factory, the Avro
+converter's schema resolver), compiled at install with a JDK's ``javac`` into a jar under ``lib/``, and again
+only when their sources or classpath change:
 
     jar = build_jar([source], classpath, settings.lib_dir / "x" / "x.jar", what="the X")
 """
