@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -13,7 +14,7 @@ import pytest
 from userstream.config import Settings
 from userstream.ingest import Backpressure, ingest
 from userstream.ingest.retention import prune_staging
-from userstream.ingest.run import RUN_LOCK_CLASS, live_runs, settle_dead_runs
+from userstream.ingest.run import GC_GEN0_THRESHOLD, RUN_LOCK_CLASS, live_runs, settle_dead_runs
 from userstream.runtime.stack import Stack
 from userstream.source import FaultConfig, ServerLimits, SourceClient, UserGenerator, serve_in_thread
 from userstream.store.postgres import apply_postgres_schema
@@ -90,10 +91,11 @@ def test_a_set_stop_event_ends_the_run_after_the_page_in_hand(
 ) -> None:
     seed = f"ingest-stop-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()
-    landed_pages: list[int] = []
+    landed_pages: list[int] = []  # each page's young-generation GC threshold, while the run lands it
+    gc_before = gc.get_threshold()
 
     def on_progress(report: object) -> None:
-        landed_pages.append(1)
+        landed_pages.append(gc.get_threshold()[0])
         if len(landed_pages) == 3:
             stop.set()  # what the DAG's TERM handler does when Airflow ends the run
 
@@ -105,6 +107,8 @@ def test_a_set_stop_event_ends_the_run_after_the_page_in_hand(
         took = time.monotonic() - t0
     assert report.status == "stopped" and took < 10, (report.status, took)
     assert (report.requested, report.landed, report.last_page) == (300, 300, 3)
+    # fewer collector passes while a run lands (its pages' objects die together), the process's own after
+    assert landed_pages == [GC_GEN0_THRESHOLD] * 3 != [gc_before[0]] * 3 and gc.get_threshold() == gc_before
     row = pg.execute("SELECT landed, status FROM staging.ingest_runs WHERE run_id = %s", (report.run_id,)).fetchone()
     assert row == (300, "stopped")
     with serve_in_thread() as url, SourceClient(url, settings=settings, seed=seed, page_size=100) as client:

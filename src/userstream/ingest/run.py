@@ -8,10 +8,12 @@ the run then continues at page 1 of the next generation, so page 1's users are n
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -170,6 +172,22 @@ class _Stopped(Exception):
     """``stop`` was set while the next page was awaited."""
 
 
+# a young-generation collection per 50,000 net allocations, not per 700: a page of 5,000 users allocates
+# ~100,000 objects that die together once landed, and the default passes cost 3-4 us of CPU per user
+GC_GEN0_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+@_fewer_gc_passes()
 def ingest(
     settings: Settings,
     *,
