@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from userstream import pipeline
 from userstream.certificates import server_names
 from userstream.config import Settings
 from userstream.deploy.bench import ClusterRun, go_duration_s
-from userstream.deploy.cluster import COMPOSE_FILE, DATA_TIER
-from userstream.deploy.failover import longest_gap
+from userstream.deploy.cluster import COMPOSE_FILE, DATA_TIER, ComposeCluster
+from userstream.deploy.failover import NodeLoss, _save_logs, longest_gap
 from userstream.deploy.images import stage_context
 from userstream.kafka_clients import jvm_client_props
 from userstream.runtime.cassandra import CassandraService, initial_token
@@ -151,6 +152,23 @@ def test_longest_delivery_gap_within_a_loss_window() -> None:
     assert longest_gap(samples, 12.0, 58.0) == 50.0 - 20.0
     assert longest_gap(samples, 0.0, 20.0) == 5.0
     assert longest_gap(samples, 0.0, 90.0) is None  # not watched to the window's end: no figure
+
+
+def test_a_loss_over_its_target_leaves_the_logs_of_its_window(tmp_path: Path) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    class Logged(ComposeCluster):
+        def podman(self, *args: str, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+            calls.append(args)
+            return subprocess.CompletedProcess(args, 0, stdout=f"log of {args[-1]}\n", stderr="")
+
+    cluster = Logged()
+    _save_logs(cluster, NodeLoss("kafka-2", "kafka-2", killed_at=1000.0, window_end=1100.0), tmp_path)
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    nodes = ["connect-1", "connect-2", "kafka-1", "kafka-2", "kafka-3"]
+    assert saved == [f"e2e-cluster-kafka-2-{n}.log" for n in nodes]
+    assert (tmp_path / "e2e-cluster-kafka-2-connect-1.log").read_text() == f"log of {cluster.container('connect-1')}\n"
+    assert all(c[:6] == ("logs", "--timestamps", "--since", "970", "--until", "1105") and len(c) == 7 for c in calls)
 
 
 def test_bootstrap_when_ready_retries_until_the_services_answer(monkeypatch: pytest.MonkeyPatch) -> None:
