@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from userstream import pipeline
-from userstream.cdc.connector import connector_config
 from userstream.certificates import server_names
 from userstream.config import Settings
 from userstream.deploy.bench import ClusterRun, go_duration_s
@@ -53,16 +52,6 @@ def test_kafka_node_of_three(tmp_path: Path) -> None:
     for key in ("default.replication.factor", "offsets.topic.replication.factor"):
         assert config[key] == 3
     assert config["min.insync.replicas"] == config["transaction.state.log.min.isr"] == 2
-
-
-def test_the_cdc_producer_is_idempotent_on_one_broker_only(tmp_path: Path) -> None:
-    """On several brokers the idempotent producer's recovery from a dead leader held every partition until that
-    broker came back (see cdc.connector._idempotence); acks=all stays on both."""
-    one = connector_config(Settings(data_dir=tmp_path / "one"))
-    three = connector_config(node(tmp_path / "three", kafka_nodes=NODES, kafka_node_id=1, advertised_host="kafka-1"))
-    assert one["producer.override.enable.idempotence"] == "true"
-    assert three["producer.override.enable.idempotence"] == "false"
-    assert one["producer.override.acks"] == three["producer.override.acks"] == "all"
 
 
 def test_kafka_nodes_share_one_cluster_id_derived_from_the_shared_secret(tmp_path: Path) -> None:

@@ -79,8 +79,8 @@ def connector_config(settings: Settings) -> dict[str, str]:
         "errors.retry.timeout": "-1",
         "errors.retry.delay.max.ms": "30000",
         "errors.log.enable": "true",
-        # at-least-once into Kafka: every record acknowledged by all in-sync replicas (see _idempotence)
-        "producer.override.enable.idempotence": _idempotence(settings),
+        # at-least-once into Kafka with the idempotent producer
+        "producer.override.enable.idempotence": "true",
         "producer.override.acks": "all",
         "producer.override.linger.ms": "20",
         "producer.override.batch.size": "262144",
@@ -88,16 +88,6 @@ def connector_config(settings: Settings) -> dict[str, str]:
         **avro_converter_config(settings, "key"),
         **avro_converter_config(settings, "value"),
     }
-
-
-def _idempotence(settings: Settings) -> str:
-    """One broker: the idempotent producer (no duplicate from a retried request). Several brokers: not, because
-    its recovery from a dead leader waited for that broker: an epoch bump's request goes to the least loaded
-    broker and blocks the sender for every partition while that broker is unreachable. Two clean-clone CI runs
-    saw every partition's records held 30 s, acknowledged at once when the broker was back. Duplicates are
-    harmless downstream: Cassandra upserts by id and the counts drop duplicate ids (Debezium replays after a
-    restart anyway); Connect sends one request at a time per broker, so order holds."""
-    return "false" if settings.kafka_has_failover else "true"
 
 
 def _connect(settings: Settings) -> httpx.Client:
