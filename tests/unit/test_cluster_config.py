@@ -237,3 +237,8 @@ def test_clients_of_several_brokers_give_up_on_a_dead_one_sooner(tmp_path: Path)
     for prefix in ("", "producer.", "consumer.", "admin."):
         assert worker[f"{prefix}request.timeout.ms"] == "10000"
         assert worker[f"{prefix}socket.connection.setup.timeout.max.ms"] == "10000"
+    # the offset log's reads (which Debezium's commit waits on) time out and are retried with a fresh call
+    # before 30 s without a record, and still outlast one request's timeout
+    api_timeout_ms = int(worker["default.api.timeout.ms"])  # type: ignore[call-overload]
+    assert 10_000 < api_timeout_ms <= 15_000
+    assert "default.api.timeout.ms" not in ConnectService(one).worker_config()

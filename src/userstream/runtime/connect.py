@@ -38,6 +38,7 @@ SCHEMA_RESOLVER_JAR = "userstream-connect-schema-resolver.jar"
 CONNECT_REBALANCE_DELAY_MS = 0
 CONNECT_HEARTBEAT_MS = 8_000  # with several brokers (see ConnectService._group_timeouts)
 CONNECT_SESSION_MS = 12_000
+CONNECT_API_TIMEOUT_MS = 15_000
 # the worker's own clients take the unprefixed settings; producer./consumer./admin. are the ones it makes
 # for source tasks, sink tasks and topic creation
 KAFKA_CLIENT_PREFIXES = ("", "producer.", "consumer.", "admin.")
@@ -217,7 +218,14 @@ class ConnectService(Service):
         a CI run saw 36 s without a stored user). One broker of ours: nowhere to move, the defaults stay."""
         if not self.settings.kafka_has_failover:
             return {}
-        return {"heartbeat.interval.ms": CONNECT_HEARTBEAT_MS, "session.timeout.ms": CONNECT_SESSION_MS}
+        # the worker's admin and log consumers give up on a call after 15 s, not 60: the offset log's end-offset
+        # call (which Debezium's commit waits on, on the task's thread) stayed on a dead broker until it came
+        # back (thread dumps: 32-52 s without a record); Connect retries a timed-out read with a fresh call
+        return {
+            "heartbeat.interval.ms": CONNECT_HEARTBEAT_MS,
+            "session.timeout.ms": CONNECT_SESSION_MS,
+            "default.api.timeout.ms": CONNECT_API_TIMEOUT_MS,
+        }
 
     @property
     def rest_users_file(self) -> Path:
